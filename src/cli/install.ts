@@ -1,0 +1,76 @@
+import type { Command } from 'commander';
+import { install, uninstall, renderPlanned, type PlanResult } from '../install/install.js';
+import { purgeRedisKeys } from '../install/purge.js';
+import { readInstallState } from '../install/state.js';
+import { captureFunctionName } from '../install/names.js';
+import { createPool } from '../db/connect.js';
+import { describePgError } from '../db/errors.js';
+import { createDb } from '../db/kysely.js';
+import { connectRedis } from '../redis/connect.js';
+import { configFrom } from './options.js';
+
+const DONE = { create: 'created', update: 'updated', unchanged: 'unchanged', remove: 'removed' } as const;
+const SCHEMA_DONE = { create: 'created schema', upgrade: 'upgraded schema', remove: 'removed schema', unchanged: '' } as const;
+
+export function printPlan(result: PlanResult, out: (line: string) => void = console.log): void {
+  for (const t of result.tables) out(`${DONE[t.action]} ${t.table}${t.reason === undefined ? '' : ` (${t.reason})`}`);
+  if (SCHEMA_DONE[result.schemaAction] !== '') out(SCHEMA_DONE[result.schemaAction]);
+  if (result.tables.some((t) => t.reason === 'options changed')) {
+    out('note: keys already in Redis keep their old layout and values until rewritten; run `pg-redis-mirror verify --repair`');
+  }
+}
+
+export function registerInstall(program: Command): void {
+  program
+    .command('install')
+    .description('create the journal and put triggers on the configured tables (idempotent; re-run after changing the config)')
+    .action(async (_options: unknown, command: Command) => {
+      const config = configFrom(command);
+      const result = await install(config);
+      printPlan(result);
+      if (result.body === '') console.log('nothing to do: install is up to date');
+    });
+
+  program
+    .command('uninstall')
+    .description('remove the triggers and everything install created in PostgreSQL')
+    .option('--purge-redis', 'also delete the mirrored keys from Redis')
+    .action(async (options: { purgeRedis?: boolean }, command: Command) => {
+      const config = configFrom(command);
+      // Connect to Redis first: a purge that cannot happen should stop before anything is removed.
+      const redis = options.purgeRedis === true ? await connectRedis(config.redisUrl) : undefined;
+      try {
+        const pool = createPool(config.databaseUrl, { max: 1 });
+        let state;
+        try {
+          state = await readInstallState(createDb(pool), config.schema, captureFunctionName);
+          const result = await uninstall(config, pool);
+          printPlan(result);
+          if (!state.schemaExists) console.log(`nothing to do: pg-redis-mirror is not installed (no schema "${config.schema}")`);
+        } catch (error) {
+          throw describePgError(error, config.databaseUrl);
+        } finally {
+          await pool.end();
+        }
+        if (redis !== undefined) {
+          const deleted = await purgeRedisKeys(redis, state.tables);
+          console.log(`deleted ${deleted} Redis keys`);
+        }
+      } finally {
+        redis?.disconnect();
+      }
+    });
+
+  program
+    .command('sql')
+    .description('print exactly the SQL that install or uninstall would run now, without running it')
+    .argument('<action>', 'install or uninstall')
+    .action(async (action: string, _options: unknown, command: Command) => {
+      if (action !== 'install' && action !== 'uninstall') {
+        command.error(`error: sql takes "install" or "uninstall", not "${action}"`);
+      }
+      const config = configFrom(command);
+      const result = await renderPlanned(config, action as 'install' | 'uninstall');
+      process.stdout.write(result.script);
+    });
+}

@@ -1,0 +1,48 @@
+import type { Command } from 'commander';
+import { createPool, checkPool } from '../db/connect.js';
+import { parseTableName } from '../config/table-name.js';
+import { connectRedis } from '../redis/connect.js';
+import { isClean, verifyMirror } from '../verify/verify.js';
+import type { TableVerifyReport } from '../verify/compare.js';
+import { globals, configFrom } from './options.js';
+
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description('compare PostgreSQL and Redis table by table: missing, stale and extra keys (exit 1 on drift)')
+    .option('--repair', 'fix every difference found')
+    .option('--json', 'print the report as JSON')
+    .action(async (options: { repair?: boolean; json?: boolean }, command: Command) => {
+      const config = configFrom(command);
+      const tables = (globals(command).table ?? []).map(parseTableName);
+      const pool = createPool(config.databaseUrl, { max: 1 });
+      try {
+        await checkPool(pool, config.databaseUrl);
+        const redis = await connectRedis(config.redisUrl);
+        try {
+          const reports = await verifyMirror(pool, redis, { schema: config.schema, tables, repair: options.repair === true });
+          if (options.json === true) console.log(JSON.stringify({ clean: isClean(reports), tables: reports }, null, 2));
+          else for (const line of summarize(reports)) console.log(line);
+          // A repaired mirror is clean now; exit 1 only when drift is left.
+          if (!isClean(reports) && options.repair !== true) process.exitCode = 1;
+        } finally {
+          redis.disconnect();
+        }
+      } finally {
+        await pool.end();
+      }
+    });
+}
+
+export function summarize(reports: readonly TableVerifyReport[]): string[] {
+  const lines: string[] = [];
+  for (const r of reports) {
+    const drift = r.missing + r.stale + r.extra;
+    const verb = r.repaired && drift > 0 ? 'repaired' : drift > 0 ? 'DRIFT' : 'ok';
+    lines.push(`${verb.padEnd(8)} ${r.table}: ${r.rows} rows, ${r.keys} keys, ${r.missing} missing, ${r.stale} stale, ${r.extra} extra`);
+    for (const kind of ['missing', 'stale', 'extra'] as const) {
+      for (const key of r.samples[kind]) lines.push(`         ${kind}: ${key}`);
+    }
+  }
+  return lines;
+}

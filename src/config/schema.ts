@@ -1,0 +1,40 @@
+import { z } from 'zod';
+
+const identifier = z.string().min(1, 'must not be empty').refine((s) => !s.includes('\u0000'), 'must not contain NUL');
+
+export const tableConfigSchema = z.strictObject({
+  /** `schema.table` or `table` (schema public); quote parts that contain dots. */
+  table: z.string().min(1, 'must not be empty').optional(),
+  /** Alternative to `table` for names that are awkward to quote. */
+  schema: identifier.optional(),
+  name: identifier.optional(),
+  /** Key columns for a table without a primary key: must be unique and NOT NULL. */
+  key: z.array(identifier).min(1, 'must name at least one column').optional(),
+  /** Only these columns are mirrored (and read). */
+  columns: z.array(identifier).min(1, 'must name at least one column').optional(),
+  /** All columns but these are mirrored; an excluded column is never read. */
+  exclude: z.array(identifier).optional(),
+  /** `hash`: one field per column; `json`: one string from PostgreSQL's to_jsonb. */
+  format: z.enum(['hash', 'json']).optional(),
+  /** Key layout after the prefix, e.g. `user:{id}`; every key column must appear once. */
+  keyTemplate: z.string().min(1).optional(),
+  /** Overrides the global prefix for this table. */
+  prefix: z.string().optional(),
+});
+
+export const configFileSchema = z.strictObject({
+  databaseUrl: z.string().min(1).optional(),
+  redisUrl: z.string().min(1).optional(),
+  /** PostgreSQL schema that holds the journal, registry and trigger functions; also the NOTIFY channel. */
+  schema: identifier.optional(),
+  /** Prepended to every Redis key. */
+  prefix: z.string().optional(),
+  /** Changed keys applied per batch. */
+  batchSize: z.number().int().min(1).max(100_000).optional(),
+  /** Safety poll of the journal, in milliseconds (NOTIFY is only a wake-up). */
+  pollIntervalMs: z.number().int().min(10).optional(),
+  tables: z.array(z.union([z.string().min(1), tableConfigSchema])).optional(),
+});
+
+export type TableConfigInput = z.infer<typeof tableConfigSchema>;
+export type ConfigFile = z.infer<typeof configFileSchema>;

@@ -1,0 +1,205 @@
+import { EventEmitter } from 'node:events';
+import type pg from 'pg';
+import type { Redis } from 'ioredis';
+import { checkPool, createPool } from '../db/connect.js';
+import { describePgError } from '../db/errors.js';
+import { createDb, type Db } from '../db/kysely.js';
+import { UserError, errorMessage } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { connectRedis } from '../redis/connect.js';
+import { applyChanges, type BatchResult } from './apply-batch.js';
+import { claimBatch, claimSql } from './journal.js';
+import { loadRegistry } from './registry.js';
+import type { TablePlan } from './table-plan.js';
+import { listenForWakeups, type WakeupListener } from './wakeups.js';
+
+export interface DaemonOptions {
+  databaseUrl: string;
+  redisUrl: string;
+  /** The install's schema; also the NOTIFY channel. */
+  schema: string;
+  /** Most keys claimed from the journal per batch. */
+  batchSize: number;
+  /** Safety poll of the journal: NOTIFY is not durable, the journal is. */
+  pollIntervalMs: number;
+  logger?: Logger;
+}
+
+export interface DaemonEvents {
+  batch: [BatchResult];
+  /** A drain found the journal empty. */
+  idle: [];
+}
+
+const MAX_RETRY_DELAY_MS = 10_000;
+
+/**
+ * The listen daemon: wake on NOTIFY (or the poll), then drain the journal in id order, batch
+ * by batch. A batch is claimed by DELETE inside a transaction, its keys' current rows are
+ * re-read and written to Redis, and only then is the transaction committed; a failure rolls
+ * the claim back and the batch is retried with backoff.
+ */
+export class MirrorDaemon extends EventEmitter<DaemonEvents> {
+  private readonly logger: Logger;
+  private readonly db: Db;
+  private readonly claimText: string;
+  private plans = new Map<number, TablePlan>();
+  private registryStale = false;
+  private listener: WakeupListener | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private loop: Promise<void> | undefined;
+  private pending = false;
+  private stopping = false;
+  private failures = 0;
+
+  private constructor(
+    private readonly options: DaemonOptions,
+    private readonly pool: pg.Pool,
+    private readonly redis: Redis,
+  ) {
+    super();
+    this.logger = options.logger ?? silentLogger;
+    this.db = createDb(pool);
+    this.claimText = claimSql(options.schema);
+  }
+
+  /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
+  static async start(options: DaemonOptions): Promise<MirrorDaemon> {
+    const pool = createPool(options.databaseUrl, { max: 2, applicationName: 'pg-redis-mirror daemon' });
+    let redis: Redis | undefined;
+    try {
+      await checkPool(pool, options.databaseUrl);
+      redis = await connectRedis(options.redisUrl, { persistent: true });
+      const daemon = new MirrorDaemon(options, pool, redis);
+      await daemon.init();
+      return daemon;
+    } catch (error) {
+      redis?.disconnect();
+      await pool.end().catch(() => undefined);
+      throw describePgError(error, options.databaseUrl);
+    }
+  }
+
+  private async init(): Promise<void> {
+    await this.reloadRegistry();
+    if (this.plans.size === 0) {
+      throw new UserError(`no table is mirrored in schema "${this.options.schema}"; run \`pg-redis-mirror install --table schema.name\` first`);
+    }
+    this.redis.on('error', (error: unknown) => this.logger.debug({ err: errorMessage(error) }, 'Redis connection error'));
+    this.listener = await listenForWakeups(this.options.databaseUrl, this.options.schema, this.logger, {
+      onWakeup: (wakeup) => {
+        if (wakeup.kind === 'reload') this.registryStale = true;
+        this.wake();
+      },
+      // Notifications sent while disconnected are lost: drain whatever the journal holds.
+      onConnected: () => this.wake(),
+    });
+    this.pollTimer = setInterval(() => this.wake(), this.options.pollIntervalMs);
+    this.logger.info(
+      { tables: [...this.plans.values()].map((p) => p.display), schema: this.options.schema },
+      'listening; draining the journal',
+    );
+    this.wake();
+  }
+
+  private async reloadRegistry(): Promise<void> {
+    const registry = await loadRegistry(this.db, this.options.schema);
+    for (const problem of registry.problems) this.logger.warn(problem);
+    this.plans = registry.plans;
+    this.registryStale = false;
+  }
+
+  /** Schedules a drain; calls while one runs make it go around once more. */
+  wake(): void {
+    this.pending = true;
+    if (this.loop === undefined && this.retryTimer === undefined && !this.stopping) {
+      this.loop = this.runLoop().finally(() => {
+        this.loop = undefined;
+      });
+    }
+  }
+
+  private async runLoop(): Promise<void> {
+    while (this.pending && !this.stopping) {
+      this.pending = false;
+      try {
+        await this.drain();
+        if (this.failures > 0) this.logger.info({ after: this.failures }, 'recovered; journal drained');
+        this.failures = 0;
+      } catch (error) {
+        this.failures += 1;
+        const delay = Math.min(250 * 2 ** Math.min(this.failures, 8), MAX_RETRY_DELAY_MS);
+        this.logger.error({ err: errorMessage(error), attempt: this.failures, retryInMs: delay }, 'batch failed; journal kept, will retry');
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.wake();
+        }, delay);
+        return;
+      }
+    }
+  }
+
+  /** Applies batches until the journal has nothing visible left. */
+  private async drain(): Promise<void> {
+    for (;;) {
+      if (this.stopping) return;
+      if (this.registryStale) await this.reloadRegistry();
+      const claimed = await this.applyOneBatch();
+      if (claimed < this.options.batchSize) {
+        this.emit('idle');
+        return;
+      }
+    }
+  }
+
+  private async applyOneBatch(): Promise<number> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const entries = await claimBatch(client, this.claimText, this.options.batchSize);
+      if (entries.length === 0) {
+        await client.query('COMMIT');
+        return 0;
+      }
+      if (entries.some((e) => !this.plans.has(e.rel))) await this.reloadRegistry();
+      const started = performance.now();
+      const result = await applyChanges(client, this.redis, this.plans, entries);
+      await client.query('COMMIT');
+      this.logger.debug({ ...result, ms: Math.round(performance.now() - started) }, 'batch applied');
+      this.emit('batch', result);
+      return entries.reduce((sum, e) => sum + Math.max(e.keys.length, 1), 0);
+    } catch (error) {
+      broken = error instanceof Error ? error : new Error(String(error));
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      // A client whose connection failed must not go back to the pool.
+      client.release(broken !== undefined && isConnectionError(broken) ? broken : undefined);
+    }
+  }
+
+  /** Finishes the batch in flight (its journal rows are then committed), then disconnects. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.pollTimer);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    await this.loop;
+    await this.listener?.close().catch(() => undefined);
+    await this.redis.quit().catch(() => this.redis.disconnect());
+    await this.pool.end().catch(() => undefined);
+    this.logger.info('stopped');
+  }
+
+  get tables(): TablePlan[] {
+    return [...this.plans.values()];
+  }
+}
+
+function isConnectionError(error: Error): boolean {
+  const code = (error as { code?: string }).code;
+  return code === undefined || code.startsWith('08') || code === '57P01' || code === 'ECONNRESET' || code === 'ECONNREFUSED';
+}

@@ -1,0 +1,104 @@
+import type { ValueFormat } from '../config/load.js';
+import { formatTableName } from '../config/table-name.js';
+import type { ColumnInfo, TableInfo } from '../catalog/tables.js';
+import type { StoredSpec } from '../install/spec.js';
+import { keyLayout, type KeyLayout } from '../redis/keys.js';
+import type { KeyWrite } from '../redis/replace.js';
+import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
+
+/**
+ * Everything needed to turn "these keys changed" into Redis writes for one table: the key
+ * layout and one prepared read query that names only the mirrored columns (an excluded
+ * column is never read).
+ */
+export interface TablePlan {
+  oid: number;
+  display: string;
+  schema: string;
+  name: string;
+  format: ValueFormat;
+  keyColumns: ColumnInfo[];
+  columns: string[];
+  layout: KeyLayout;
+  /** $1..$n: one text[] per key column. Row: canonical key texts..., found, values... */
+  readSql: string;
+  /** Prepared-statement name, unique per plan. */
+  readName: string;
+  /** Keyset page in key order, same row shape as readSql: first page, and $1..$n = last key, $n+1 = limit. */
+  firstPageSql: string;
+  nextPageSql: string;
+}
+
+/** jsonb_build_object takes at most 100 arguments. */
+const JSON_PAIRS_PER_CALL = 50;
+
+export function buildTablePlan(info: TableInfo, spec: StoredSpec, planId: number): TablePlan {
+  const byName = new Map(info.columns.map((c) => [c.name, c]));
+  const keyColumns = spec.keyColumns.map((name) => {
+    const column = byName.get(name);
+    if (column === undefined) throw new Error(`key column "${name}" of ${formatTableName(info)} no longer exists; run install again`);
+    return column;
+  });
+  const columns =
+    spec.columns === null
+      ? info.columns.map((c) => c.name).filter((c) => !spec.exclude.includes(c))
+      : spec.columns.filter((c) => byName.has(c));
+  const keyRefs = keyColumns.map((_, i) => `k.c${i}`);
+  const keyOutputs = keyColumns.map((c, i) => `${keyRefs[i]}::${c.type}::text`);
+  const found = `t.${quoteIdent(keyColumns[0]!.name)} IS NOT NULL`;
+  const values =
+    spec.format === 'json'
+      ? [jsonExpression(columns)]
+      : columns.map((c) => `t.${quoteIdent(c)}`);
+  const join = keyColumns.map((c, i) => `t.${quoteIdent(c.name)} = ${keyRefs[i]}::${c.type}`).join(' AND ');
+  const readSql =
+    `SELECT ${[...keyOutputs, found, ...values].join(', ')} ` +
+    `FROM unnest(${keyColumns.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS k(${keyRefs.map((_, i) => `c${i}`).join(', ')}) ` +
+    `LEFT JOIN ${quoteQualified(info.schema, info.name)} AS t ON ${join}`;
+  const keyCols = keyColumns.map((c) => `t.${quoteIdent(c.name)}`);
+  const pageHead =
+    `SELECT ${[...keyCols.map((c) => `${c}::text`), 'true', ...values].join(', ')} ` + `FROM ${quoteQualified(info.schema, info.name)} AS t`;
+  const order = `ORDER BY ${keyCols.join(', ')}`;
+  const after = `ROW(${keyCols.join(', ')}) > ROW(${keyColumns.map((c, i) => `$${i + 1}::${c.type}`).join(', ')})`;
+  return {
+    oid: info.oid,
+    display: formatTableName(info),
+    schema: info.schema,
+    name: info.name,
+    format: spec.format,
+    keyColumns,
+    columns,
+    layout: keyLayout({ prefix: spec.prefix, schema: info.schema, name: info.name, keyColumns: spec.keyColumns, keyTemplate: spec.keyTemplate }),
+    readSql,
+    readName: `prm_read_${planId}`,
+    firstPageSql: `${pageHead} ${order} LIMIT $1`,
+    nextPageSql: `${pageHead} WHERE ${after} ${order} LIMIT $${keyColumns.length + 1}`,
+  };
+}
+
+function jsonExpression(columns: readonly string[]): string {
+  const calls: string[] = [];
+  for (let i = 0; i < columns.length; i += JSON_PAIRS_PER_CALL) {
+    const pairs = columns.slice(i, i + JSON_PAIRS_PER_CALL).map((c) => `${quoteLiteral(c)}, t.${quoteIdent(c)}`);
+    calls.push(`jsonb_build_object(${pairs.join(', ')})`);
+  }
+  return `(${calls.join(' || ')})::text`;
+}
+
+/**
+ * Turns a row read by `readSql` (array mode) into the write for its key: the row's current
+ * value, or a delete when it no longer exists.
+ */
+export function rowToWrite(plan: TablePlan, row: readonly (string | null)[]): KeyWrite {
+  const n = plan.keyColumns.length;
+  const key = plan.layout.build(row.slice(0, n) as string[]);
+  if (row[n] !== 't') return { key, delete: true };
+  if (plan.format === 'json') return { key, json: row[n + 1] as string };
+  const hash: string[] = [];
+  for (let i = 0; i < plan.columns.length; i++) {
+    const value = row[n + 1 + i];
+    if (value !== null && value !== undefined) hash.push(plan.columns[i]!, value);
+  }
+  // Redis cannot hold an empty hash: a row whose mirrored columns are all NULL has no key.
+  return hash.length === 0 ? { key, delete: true } : { key, hash };
+}

@@ -1,0 +1,91 @@
+import { userInfo } from 'node:os';
+import pg from 'pg';
+import { UserError } from '../errors.js';
+import { describePgError } from './errors.js';
+
+/**
+ * Every value is read as PostgreSQL's own text form: node-postgres would otherwise turn
+ * timestamps into Date and lose numeric digits. (Arrays the tool needs come as JSON text.)
+ */
+const identity = (value: string): string => value;
+export const textTypes: pg.CustomTypesConfig = { getTypeParser: () => identity };
+
+/**
+ * Session settings that make type output canonical, so the daemon, sync and verify print a
+ * value the same way whatever the server's defaults are (the trigger functions pin the same
+ * settings for key types whose text depends on them).
+ */
+export const CANONICAL_SETTINGS: ReadonlyArray<readonly [string, string]> = [
+  ['DateStyle', 'ISO, MDY'],
+  ['IntervalStyle', 'postgres'],
+  ['TimeZone', 'UTC'],
+  ['extra_float_digits', '1'],
+  ['bytea_output', 'hex'],
+];
+
+/** Startup `options`, so the settings hold from the first query of every connection. */
+const SETTINGS_OPTIONS = CANONICAL_SETTINGS.map(([name, value]) => `-c ${name}=${value.replace(/ /g, '')}`).join(' ');
+
+export function clientConfig(databaseUrl: string, applicationName = 'pg-redis-mirror'): pg.ClientConfig {
+  return { connectionString: connectionString(databaseUrl), application_name: applicationName, types: textTypes };
+}
+
+/**
+ * Like libpq, a URL without a user (and no PGUSER) means the operating-system user;
+ * node-postgres would read $USER, which service managers and CI often leave unset.
+ */
+function withDefaultUser(url: URL): void {
+  if (process.env.PGUSER !== undefined || process.env.USER !== undefined || url.username !== '') return;
+  url.username = encodeURIComponent(userInfo().username);
+}
+
+/** The URL with the canonical settings added to its startup options (kept after any of its own). */
+function withSettings(url: URL): void {
+  const own = url.searchParams.get('options');
+  url.searchParams.set('options', own === null ? SETTINGS_OPTIONS : `${own} ${SETTINGS_OPTIONS}`);
+}
+
+export function connectionString(databaseUrl: string): string {
+  let url: URL;
+  try {
+    url = new URL(databaseUrl);
+  } catch {
+    throw new UserError(`database URL is not a valid URL; use postgres://user@host:port/database (--database-url or DATABASE_URL)`);
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new UserError(`database URL must start with postgres:// or postgresql://, not ${url.protocol}// (--database-url or DATABASE_URL)`);
+  }
+  withDefaultUser(url);
+  withSettings(url);
+  return url.toString();
+}
+
+export function createPool(databaseUrl: string, options: { max?: number; applicationName?: string } = {}): pg.Pool {
+  const pool = new pg.Pool({ ...clientConfig(databaseUrl, options.applicationName), max: options.max ?? 4 });
+  // An idle client that loses its server must not crash the process; the next query reconnects.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+export async function connectClient(databaseUrl: string, applicationName?: string): Promise<pg.Client> {
+  const client = new pg.Client(clientConfig(databaseUrl, applicationName));
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw describePgError(error, databaseUrl);
+  }
+  return client;
+}
+
+/** Fails with a clear UserError when PostgreSQL cannot be reached or logged into. */
+export async function checkPool(pool: pg.Pool, databaseUrl: string): Promise<void> {
+  try {
+    await pool.query('SELECT 1');
+  } catch (error) {
+    throw describePgError(error, databaseUrl);
+  }
+}
+
+export { UserError };

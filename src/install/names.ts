@@ -1,0 +1,47 @@
+import { createHash } from 'node:crypto';
+
+const MAX_IDENTIFIER_BYTES = 63;
+
+export function shortHash(text: string, length = 8): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, length);
+}
+
+/** A name PostgreSQL will not truncate: long ones are cut and made unique with a hash. */
+export function fitIdentifier(name: string): string {
+  if (Buffer.byteLength(name) <= MAX_IDENTIFIER_BYTES) return name;
+  const hash = shortHash(name);
+  let head = name;
+  while (Buffer.byteLength(head) > MAX_IDENTIFIER_BYTES - hash.length - 1) head = head.slice(0, -1);
+  return `${head}_${hash}`;
+}
+
+/** Capture function of one table, in the tool's schema; readable, and unique per (schema, table). */
+export function captureFunctionName(schema: string, table: string): string {
+  const slug = `${schema}_${table}`.toLowerCase().replace(/[^a-z0-9_]+/g, '_').slice(0, 40);
+  return `capture_${slug}_${shortHash(JSON.stringify([schema, table]))}`;
+}
+
+export interface TriggerNames {
+  insert: string;
+  update: string;
+  delete: string;
+  truncate: string;
+  keyChange: string;
+}
+
+/** Trigger names on a mirrored table, prefixed with the tool's schema so two installs never clash. */
+export function triggerNames(toolSchema: string): TriggerNames {
+  return {
+    insert: fitIdentifier(`${toolSchema}_insert`),
+    update: fitIdentifier(`${toolSchema}_update`),
+    delete: fitIdentifier(`${toolSchema}_delete`),
+    truncate: fitIdentifier(`${toolSchema}_truncate`),
+    keyChange: fitIdentifier(`${toolSchema}_key_change`),
+  };
+}
+
+/** Two 32-bit halves for pg_advisory_xact_lock(int, int): install/uninstall of one schema serialize. */
+export function installLockKey(toolSchema: string): [number, number] {
+  const hash = createHash('sha256').update(`pg-redis-mirror:${toolSchema}`).digest();
+  return [0x70726d, hash.readInt32BE(0)];
+}

@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto';
+import { formatTableName } from '../config/table-name.js';
+import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
+import { renderSqlFile } from '../sql/template.js';
+import { SCHEMA_VERSION } from '../version.js';
+import { captureFunctionName, installLockKey, triggerNames } from './names.js';
+import { keyNeedsCanonicalSettings, type TableSpec } from './spec.js';
+import type { InstalledTable } from './state.js';
+import { CANONICAL_SETTINGS } from '../db/connect.js';
+
+/** The statements that open every install/uninstall script: serialize runs, pin literal syntax. */
+export function renderPreamble(toolSchema: string): string {
+  const [a, b] = installLockKey(toolSchema);
+  return [
+    `-- one install or uninstall at a time for schema ${quoteIdent(toolSchema)}`,
+    `SELECT pg_catalog.pg_advisory_xact_lock(${a}, ${b});`,
+    `SET LOCAL standard_conforming_strings = on;`,
+    '',
+  ].join('\n');
+}
+
+export function renderSchema(toolSchema: string): string {
+  return renderSqlFile('schema.sql', {
+    schema: quoteIdent(toolSchema),
+    channel: quoteLiteral(toolSchema),
+    version: SCHEMA_VERSION,
+    version_literal: quoteLiteral(SCHEMA_VERSION),
+  });
+}
+
+export function captureFunction(toolSchema: string, schema: string, table: string): string {
+  return `${quoteIdent(toolSchema)}.${quoteIdent(captureFunctionName(schema, table))}`;
+}
+
+/** Identifies everything that shapes a table's installed objects: equal hash, nothing to do. */
+export function specHash(toolSchema: string, spec: TableSpec): string {
+  const shape = {
+    version: SCHEMA_VERSION,
+    toolSchema,
+    keys: spec.keyColumns.map((c) => [c.name, c.type]),
+    stored: spec.stored,
+  };
+  return createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16);
+}
+
+export function renderTable(toolSchema: string, spec: TableSpec): string {
+  const triggers = triggerNames(toolSchema);
+  const keys = spec.keyColumns.map((c) => quoteIdent(c.name));
+  const composite = keys.length > 1;
+  const keyText = (ref: string) => `${ref}::text`;
+  const key = composite ? `ARRAY[${keys.map(keyText).join(', ')}]` : keyText(keys[0]!);
+  const oldKey = composite ? `ARRAY[${keys.map((k) => keyText(`OLD.${k}`)).join(', ')}]` : keyText(`OLD.${keys[0]!}`);
+  const keyChanged = composite
+    ? `ROW(${keys.map((k) => `OLD.${k}`).join(', ')}) IS DISTINCT FROM ROW(${keys.map((k) => `NEW.${k}`).join(', ')})`
+    : `OLD.${keys[0]!} IS DISTINCT FROM NEW.${keys[0]!}`;
+  const settings = spec.keyColumns.some(keyNeedsCanonicalSettings)
+    ? CANONICAL_SETTINGS.map(([name, value]) => `\nSET ${quoteIdent(name)} = ${quoteLiteral(value)}`).join('')
+    : '';
+  return renderSqlFile('table.sql', {
+    display: formatTableName(spec).replace(/\n/g, ' '),
+    schema: quoteIdent(toolSchema),
+    function: captureFunction(toolSchema, spec.schema, spec.name),
+    table: quoteQualified(spec.schema, spec.name),
+    settings,
+    key,
+    old_key: oldKey,
+    key_changed: keyChanged,
+    trigger_insert: quoteIdent(triggers.insert),
+    trigger_update: quoteIdent(triggers.update),
+    trigger_delete: quoteIdent(triggers.delete),
+    trigger_truncate: quoteIdent(triggers.truncate),
+    trigger_key_change: quoteIdent(triggers.keyChange),
+    table_literal: quoteLiteral(quoteQualified(spec.schema, spec.name)),
+    schema_name_literal: quoteLiteral(spec.schema),
+    table_name_literal: quoteLiteral(spec.name),
+    spec_literal: quoteLiteral(JSON.stringify(spec.stored)),
+    hash_literal: quoteLiteral(specHash(toolSchema, spec)),
+  });
+}
+
+export function renderUntable(toolSchema: string, table: InstalledTable): string {
+  const triggers = triggerNames(toolSchema);
+  const current = table.current;
+  const dropTriggers =
+    current === null
+      ? ''
+      : Object.values(triggers)
+          .map((t) => `DROP TRIGGER IF EXISTS ${quoteIdent(t)} ON ${quoteQualified(current.schema, current.name)};\n`)
+          .join('');
+  return renderSqlFile('untable.sql', {
+    display: formatTableName(table).replace(/\n/g, ' '),
+    drop_triggers: dropTriggers,
+    function: captureFunction(toolSchema, table.schema, table.name),
+    schema: quoteIdent(toolSchema),
+    oid: String(table.oid),
+    schema_name_literal: quoteLiteral(table.schema),
+    table_name_literal: quoteLiteral(table.name),
+  });
+}
+
+export function renderUnschema(toolSchema: string): string {
+  return renderSqlFile('unschema.sql', { schema: quoteIdent(toolSchema) });
+}
+
+/** Wakes running daemons so they reload the registry. */
+export function renderReload(toolSchema: string): string {
+  return `SELECT pg_catalog.pg_notify(${quoteLiteral(toolSchema)}, '{"event":"reload"}');\n`;
+}

@@ -1,0 +1,85 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/kysely.js';
+import type { StoredSpec } from './spec.js';
+import { triggerNames } from './names.js';
+import { quoteIdent } from '../sql/quote.js';
+
+export interface InstalledTable {
+  /** OID the registry holds; the table may have been dropped since. */
+  oid: number;
+  schema: string;
+  name: string;
+  spec: StoredSpec;
+  specHash: string;
+  /** Where the table is now (it may have been renamed); null when it was dropped. */
+  current: { schema: string; name: string } | null;
+  tableExists: boolean;
+  /** Our triggers present on the table, and how many of those are enabled. */
+  triggersPresent: number;
+  triggersEnabled: number;
+  functionExists: boolean;
+}
+
+export interface InstallState {
+  schemaExists: boolean;
+  version: string | null;
+  tables: InstalledTable[];
+}
+
+export const TRIGGERS_PER_TABLE = 5;
+
+export async function readInstallState(db: Db, toolSchema: string, functionName: (schema: string, table: string) => string): Promise<InstallState> {
+  const schema = await sql<{ has_registry: string | null; has_meta: string | null }>`
+    SELECT to_regclass(${`${quoteIdent(toolSchema)}.tables`})::oid AS has_registry,
+           to_regclass(${`${quoteIdent(toolSchema)}.meta`})::oid AS has_meta
+    FROM pg_catalog.pg_namespace WHERE nspname = ${toolSchema}`.execute(db);
+  const row = schema.rows[0];
+  if (row === undefined) return { schemaExists: false, version: null, tables: [] };
+  let version: string | null = null;
+  if (row.has_meta !== null) {
+    const meta = await sql<{ value: string }>`SELECT value FROM ${sql.id(toolSchema, 'meta')} WHERE key = 'version'`.execute(db);
+    version = meta.rows[0]?.value ?? null;
+  }
+  if (row.has_registry === null) return { schemaExists: true, version, tables: [] };
+  const names = Object.values(triggerNames(toolSchema));
+  const rows = await sql<{
+    oid: string;
+    schema_name: string;
+    table_name: string;
+    spec: string;
+    spec_hash: string;
+    table_exists: string;
+    current_schema: string | null;
+    current_name: string | null;
+    present: string;
+    enabled: string;
+  }>`
+    SELECT r.rel::oid AS oid, r.schema_name, r.table_name, r.spec::text AS spec, r.spec_hash,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.rel) AS table_exists,
+           (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = r.rel) AS current_schema,
+           (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = r.rel) AS current_name,
+           (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.rel AND t.tgname = ANY(${names}::text[])) AS present,
+           (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.rel AND t.tgname = ANY(${names}::text[]) AND t.tgenabled <> 'D') AS enabled
+    FROM ${sql.id(toolSchema, 'tables')} r
+    ORDER BY r.schema_name, r.table_name`.execute(db);
+  const functions = await sql<{ proname: string }>`
+    SELECT p.proname FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = ${toolSchema}`.execute(db);
+  const existing = new Set(functions.rows.map((f) => f.proname));
+  return {
+    schemaExists: true,
+    version,
+    tables: rows.rows.map((r) => ({
+      oid: Number(r.oid),
+      schema: r.schema_name,
+      name: r.table_name,
+      spec: JSON.parse(r.spec) as StoredSpec,
+      specHash: r.spec_hash,
+      tableExists: r.table_exists === 't',
+      current: r.current_schema !== null && r.current_name !== null ? { schema: r.current_schema, name: r.current_name } : null,
+      triggersPresent: Number(r.present),
+      triggersEnabled: Number(r.enabled),
+      functionExists: existing.has(functionName(r.schema_name, r.table_name)),
+    })),
+  };
+}

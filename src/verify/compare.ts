@@ -1,0 +1,149 @@
+import type pg from 'pg';
+import type { Redis } from 'ioredis';
+import { readWrites } from '../daemon/apply-batch.js';
+import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
+import { writeKeys, type KeyWrite } from '../redis/replace.js';
+import { scanKeys } from '../redis/scan.js';
+
+export interface TableVerifyReport {
+  table: string;
+  /** Rows in PostgreSQL that have a key (a hash row with all mirrored columns NULL has none). */
+  rows: number;
+  /** Keys found in Redis under the table's layout. */
+  keys: number;
+  missing: number;
+  stale: number;
+  extra: number;
+  /** Up to `sampleSize` keys of each kind, to show the user. */
+  samples: { missing: string[]; stale: string[]; extra: string[] };
+  repaired: boolean;
+}
+
+export interface VerifyOptions {
+  pageSize?: number;
+  sampleSize?: number;
+  repair?: boolean;
+}
+
+/**
+ * Compares one table: every row's expected key and value (exactly what the daemon would
+ * write) against Redis, then every key under the table's layout against the rows. Memory is
+ * bounded by the page size, whatever the table size.
+ */
+export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: TablePlan, options: VerifyOptions = {}): Promise<TableVerifyReport> {
+  const pageSize = options.pageSize ?? 2000;
+  const sampleSize = options.sampleSize ?? 10;
+  const report: TableVerifyReport = {
+    table: plan.display,
+    rows: 0,
+    keys: 0,
+    missing: 0,
+    stale: 0,
+    extra: 0,
+    samples: { missing: [], stale: [], extra: [] },
+    repaired: options.repair === true,
+  };
+  const note = (kind: 'missing' | 'stale' | 'extra', key: string): void => {
+    report[kind] += 1;
+    if (report.samples[kind].length < sampleSize) report.samples[kind].push(key);
+  };
+
+  let last: string[] | null = null;
+  for (;;) {
+    const page: pg.QueryResult<(string | null)[]> =
+      last === null
+        ? await client.query({ text: plan.firstPageSql, values: [pageSize], rowMode: 'array' })
+        : await client.query({ text: plan.nextPageSql, values: [...last, pageSize], rowMode: 'array' });
+    if (page.rows.length === 0) break;
+    const expected = page.rows.map((row) => rowToWrite(plan, row)).filter((w) => !('delete' in w));
+    report.rows += expected.length;
+    const actual = await readValues(redis, plan, expected.map((w) => w.key));
+    const fixes: KeyWrite[] = [];
+    expected.forEach((write, i) => {
+      const value = actual[i];
+      if (value === undefined || value === null) note('missing', write.key);
+      else if (!sameValue(write, value)) note('stale', write.key);
+      else return;
+      fixes.push(write);
+    });
+    if (options.repair === true) await writeKeys(redis, fixes);
+    last = page.rows[page.rows.length - 1]!.slice(0, plan.keyColumns.length) as string[];
+    if (page.rows.length < pageSize) break;
+  }
+
+  for await (const keys of scanKeys(redis, plan.layout.pattern, pageSize)) {
+    report.keys += keys.length;
+    const extra = await extraKeys(client, plan, keys);
+    for (const key of extra) note('extra', key);
+    if (options.repair === true && extra.length > 0) await redis.unlink(...extra);
+  }
+  return report;
+}
+
+type RedisValue = Record<string, string> | string | null;
+
+async function readValues(redis: Redis, plan: TablePlan, keys: string[]): Promise<RedisValue[]> {
+  if (keys.length === 0) return [];
+  const pipeline = redis.pipeline();
+  for (const key of keys) {
+    if (plan.format === 'json') pipeline.get(key);
+    else pipeline.hgetall(key);
+  }
+  const results = (await pipeline.exec()) ?? [];
+  return results.map(([error, value]) => {
+    // WRONGTYPE (a string where a hash belongs, or the reverse): present but wrong.
+    if (error !== null) return '\u0000wrong type';
+    if (plan.format === 'json') return (value as string | null) ?? null;
+    const hash = value as Record<string, string>;
+    return Object.keys(hash).length === 0 ? null : hash;
+  });
+}
+
+function sameValue(expected: KeyWrite, actual: Exclude<RedisValue, null>): boolean {
+  if ('json' in expected) return actual === expected.json;
+  if (!('hash' in expected) || typeof actual === 'string') return false;
+  const fields = Object.keys(actual);
+  if (fields.length * 2 !== expected.hash.length) return false;
+  for (let i = 0; i < expected.hash.length; i += 2) {
+    if (actual[expected.hash[i]!] !== expected.hash[i + 1]) return false;
+  }
+  return true;
+}
+
+/** Keys under the layout whose row does not exist (or that no row would produce). */
+async function extraKeys(client: pg.ClientBase, plan: TablePlan, keys: string[]): Promise<string[]> {
+  const extra: string[] = [];
+  const candidates: { key: string; values: string[] }[] = [];
+  for (const key of keys) {
+    const values = plan.layout.parse(key);
+    if (values === null || plan.layout.build(values) !== key) extra.push(key);
+    else candidates.push({ key, values });
+  }
+  if (candidates.length === 0) return extra;
+  let writes: KeyWrite[];
+  try {
+    writes = await readWrites(client, plan, candidates.map((c) => c.values));
+  } catch (error) {
+    // One unparsable key value (text where the key is an integer) fails the whole read:
+    // check the keys one by one so only the bad ones count as extra.
+    if (!isDataError(error)) throw error;
+    writes = [];
+    for (const c of candidates) {
+      try {
+        writes.push(...(await readWrites(client, plan, [c.values])));
+      } catch (inner) {
+        if (!isDataError(inner)) throw inner;
+      }
+    }
+  }
+  // Rows come back in no particular order, each under its canonical key: a key that no
+  // existing row produces (gone, or a non-canonical spelling such as "01") is extra.
+  const present = new Set(writes.filter((w) => !('delete' in w)).map((w) => w.key));
+  for (const c of candidates) if (!present.has(c.key)) extra.push(c.key);
+  return extra;
+}
+
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return typeof code === 'string' && code.startsWith('22');
+}
