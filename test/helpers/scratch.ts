@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { Redis } from 'ioredis';
+import { clientConfig, createPool } from '../../src/db/connect.js';
+import { withDatabase } from '../../src/cli/demo.js';
+import { resolveConfig, type Config, type TableConfig } from '../../src/config/load.js';
+import { connectRedis } from '../../src/redis/connect.js';
+import { deleteMatching } from '../../src/redis/scan.js';
+import { escapeGlob } from '../../src/redis/keys.js';
+import { quoteIdent } from '../../src/sql/quote.js';
+import { MirrorDaemon } from '../../src/daemon/daemon.js';
+import { waitForEmptyJournal } from '../../src/daemon/backlog.js';
+import { install } from '../../src/install/install.js';
+import { verifyMirror, isClean } from '../../src/verify/verify.js';
+import type { TableVerifyReport } from '../../src/verify/compare.js';
+import { parseTableName } from '../../src/config/table-name.js';
+
+export const BASE_DATABASE_URL = process.env.TEST_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://localhost:5432/postgres';
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A database and a Redis key prefix of one test file's own, removed by cleanup(). */
+export interface Scratch {
+  database: string;
+  databaseUrl: string;
+  redisUrl: string;
+  prefix: string;
+  pool: pg.Pool;
+  redis: Redis;
+  /** A config for this scratch database and prefix, with the given tables. */
+  config(tables?: (string | Partial<TableConfig> & { table: string })[], extra?: Partial<Config>): Config;
+  cleanup(): Promise<void>;
+}
+
+export async function createScratch(label: string): Promise<Scratch> {
+  const suffix = randomBytes(4).toString('hex');
+  const database = `prm_test_${label}_${suffix}`;
+  const admin = new pg.Client(clientConfig(BASE_DATABASE_URL));
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${quoteIdent(database)}`);
+  await admin.end();
+  const databaseUrl = withDatabase(BASE_DATABASE_URL, database);
+  const prefix = `test:${label}:${suffix}:`;
+  const pool = createPool(databaseUrl, { max: 6 });
+  const redis = await connectRedis(REDIS_URL);
+  return {
+    database,
+    databaseUrl,
+    redisUrl: REDIS_URL,
+    prefix,
+    pool,
+    redis,
+    config(tables = [], extra = {}) {
+      const config = resolveConfig({ prefix }, { databaseUrl, redisUrl: REDIS_URL }, {});
+      config.tables = tables.map((t) => {
+        if (typeof t === 'string') return { ...parseTableName(t), format: 'hash', prefix };
+        const { table, ...rest } = t;
+        return { ...parseTableName(table), format: 'hash', prefix, ...rest };
+      });
+      return { ...config, ...extra };
+    },
+    async cleanup() {
+      await pool.end();
+      await deleteMatching(redis, `${escapeGlob(prefix)}*`);
+      redis.disconnect();
+      const client = new pg.Client(clientConfig(BASE_DATABASE_URL));
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+export async function installAndStart(scratch: Scratch, config: Config): Promise<MirrorDaemon> {
+  await install(config, scratch.pool);
+  return startDaemon(config);
+}
+
+export function startDaemon(config: Config, extra: { pollIntervalMs?: number; batchSize?: number } = {}): Promise<MirrorDaemon> {
+  return MirrorDaemon.start({
+    databaseUrl: config.databaseUrl,
+    redisUrl: config.redisUrl,
+    schema: config.schema,
+    batchSize: extra.batchSize ?? config.batchSize,
+    pollIntervalMs: extra.pollIntervalMs ?? config.pollIntervalMs,
+  });
+}
+
+/** Waits until every committed change is in Redis. */
+export function settle(scratch: Scratch, config: Config, timeoutMs = 30_000): Promise<void> {
+  return waitForEmptyJournal(scratch.pool, config.schema, timeoutMs);
+}
+
+export async function verify(scratch: Scratch, config: Config): Promise<TableVerifyReport[]> {
+  return verifyMirror(scratch.pool, scratch.redis, { schema: config.schema });
+}
+
+/** The oracle: every mirrored row is in Redis exactly, and no key is left over. */
+export async function expectMirrorClean(scratch: Scratch, config: Config): Promise<TableVerifyReport[]> {
+  const reports = await verify(scratch, config);
+  if (!isClean(reports)) throw new Error(`mirror drift: ${JSON.stringify(reports, null, 1)}`);
+  return reports;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
