@@ -117,6 +117,14 @@ export function readConfigFile(path: string): ConfigFile {
 
 function describeIssue(issue: z.core.$ZodIssue | undefined): string {
   if (issue === undefined) return 'invalid';
+  if (issue.code === 'invalid_union') {
+    // A table entry is a string or an object: report the branch that got furthest, e.g.
+    // `tables[0].format` for an object with a bad format, rather than "matches neither".
+    const deepest = issue.errors.flat().sort((a, b) => b.path.length - a.path.length)[0];
+    if (deepest !== undefined && deepest.path.length > 0) {
+      return describeIssue({ ...deepest, path: [...issue.path, ...deepest.path] } as z.core.$ZodIssue);
+    }
+  }
   const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
   if (issue.code === 'unrecognized_keys') {
     const where = path === '' ? '' : `${path}: `;
