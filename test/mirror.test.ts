@@ -188,6 +188,31 @@ describe('the daemon mirrors changes', () => {
     await expectMirrorClean(scratch, config);
   });
 
+  it('never reads an excluded column: the daemon runs as a role that is not allowed to', async () => {
+    await scratch.pool.query(`CREATE TABLE guarded (id int PRIMARY KEY, name text, secret text)`);
+    const config = scratch.config([{ table: 'public.guarded', exclude: ['secret'] }], { schema: `mirror_${++counter}` });
+    await install(config, scratch.pool);
+    const role = `prm_reader_${scratch.database.slice(-8)}`;
+    await scratch.pool.query(`CREATE ROLE ${role} LOGIN;
+      GRANT USAGE ON SCHEMA ${config.schema} TO ${role};
+      GRANT SELECT, DELETE ON ${config.schema}.journal TO ${role};
+      GRANT SELECT ON ${config.schema}.tables TO ${role};
+      GRANT SELECT (id, name) ON guarded TO ${role};`);
+    try {
+      const url = new URL(config.databaseUrl);
+      url.username = role;
+      const daemon = await startDaemon({ ...config, databaseUrl: url.toString() });
+      daemons.push(daemon);
+      await scratch.pool.query(`INSERT INTO guarded VALUES (1, 'visible', 'top secret'); UPDATE guarded SET secret = 'still secret'`);
+      await settle(scratch, config);
+      expect(await scratch.redis.hgetall(key('public.guarded', '1'))).toEqual({ id: '1', name: 'visible' });
+      await expectMirrorClean(scratch, config);
+      await daemon.stop();
+    } finally {
+      await scratch.pool.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+
   it('keeps applying other tables when a journal entry names a table that is no longer mirrored', async () => {
     const config = await mirror(`CREATE TABLE keep (id int PRIMARY KEY); CREATE TABLE gone (id int PRIMARY KEY)`, ['public.keep', 'public.gone']);
     await Promise.all(daemons.map((d) => d.stop()));
