@@ -14,8 +14,11 @@ CREATE TABLE IF NOT EXISTS {{schema}}.tables (
   spec jsonb NOT NULL,
   spec_hash text NOT NULL,
   installed_at timestamptz NOT NULL DEFAULT now(),
+  -- When `sync` last copied the whole table; NULL: never, or its options changed since.
+  synced_at timestamptz,
   UNIQUE (schema_name, table_name)
 );
+ALTER TABLE {{schema}}.tables ADD COLUMN IF NOT EXISTS synced_at timestamptz;
 
 -- Which keys changed, written in the same transaction as the change. Never row data.
 -- keys: up to 1000 key values (1-D) or key tuples (2-D, composite keys); op 'k' = keys, 't' = truncate.

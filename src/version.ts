@@ -1,2 +1,2 @@
 /** Version of the database objects `install` creates; bump it when sql/ changes. */
-export const SCHEMA_VERSION = '1';
+export const SCHEMA_VERSION = '2';

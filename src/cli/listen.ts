@@ -8,7 +8,8 @@ export function registerListen(program: Command): void {
     .description('run the daemon: apply every journaled change to Redis, now and as it happens')
     .option('--batch-size <n>', 'most changed keys applied per batch', positiveInt)
     .option('--poll-interval <ms>', 'safety poll of the journal in milliseconds', positiveInt)
-    .action(async (options: { batchSize?: number; pollInterval?: number }, command: Command) => {
+    .option('--sync', 'also copy tables that were never copied (or whose options changed), while streaming')
+    .action(async (options: { batchSize?: number; pollInterval?: number; sync?: boolean }, command: Command) => {
       const config = configFrom(command, options.batchSize === undefined ? {} : { batchSize: options.batchSize });
       const logger = loggerFrom(command);
       const daemon = await MirrorDaemon.start({
@@ -17,6 +18,7 @@ export function registerListen(program: Command): void {
         schema: config.schema,
         batchSize: config.batchSize,
         pollIntervalMs: options.pollInterval ?? config.pollIntervalMs,
+        syncNeverCopied: options.sync === true,
         logger,
       });
       await new Promise<void>((resolve) => {

@@ -5,6 +5,7 @@ import { registerInstall } from './install.js';
 import { registerListen } from './listen.js';
 import { registerVerify } from './verify.js';
 import { registerDemo } from './demo.js';
+import { registerSync } from './sync.js';
 import { collect } from './options.js';
 
 export function buildProgram(): Command {
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerInstall(program);
   registerListen(program);
+  registerSync(program);
   registerVerify(program);
   registerDemo(program);
   return program;

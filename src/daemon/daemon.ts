@@ -12,6 +12,9 @@ import { claimBatch, claimSql } from './journal.js';
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
 import { listenForWakeups, type WakeupListener } from './wakeups.js';
+import { applyLockKey } from '../install/names.js';
+import { syncTables } from '../sync/sync.js';
+import { createProgress } from '../sync/progress.js';
 
 export interface DaemonOptions {
   databaseUrl: string;
@@ -22,6 +25,8 @@ export interface DaemonOptions {
   batchSize: number;
   /** Safety poll of the journal: NOTIFY is not durable, the journal is. */
   pollIntervalMs: number;
+  /** Copy tables that were never copied (or whose options changed) while streaming. */
+  syncNeverCopied?: boolean;
   logger?: Logger;
 }
 
@@ -43,12 +48,14 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private readonly logger: Logger;
   private readonly db: Db;
   private readonly claimText: string;
+  private readonly beginText: string;
   private plans = new Map<number, TablePlan>();
   private registryStale = false;
   private listener: WakeupListener | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private loop: Promise<void> | undefined;
+  private copying: Promise<void> | undefined;
   private pending = false;
   private stopping = false;
   private failures = 0;
@@ -62,11 +69,13 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.logger = options.logger ?? silentLogger;
     this.db = createDb(pool);
     this.claimText = claimSql(options.schema);
+    const [a, b] = applyLockKey(options.schema);
+    this.beginText = `BEGIN; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b})`;
   }
 
   /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
   static async start(options: DaemonOptions): Promise<MirrorDaemon> {
-    const pool = createPool(options.databaseUrl, { max: 2, applicationName: 'pg-redis-mirror daemon' });
+    const pool = createPool(options.databaseUrl, { max: 3, applicationName: 'pg-redis-mirror daemon' });
     let redis: Redis | undefined;
     try {
       await checkPool(pool, options.databaseUrl);
@@ -101,6 +110,31 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       'listening; draining the journal',
     );
     this.wake();
+    if (this.options.syncNeverCopied === true) this.copying = this.copyNeverCopied();
+  }
+
+  /**
+   * Runs beside the drain loop: the apply lock keeps copy chunks and batches apart, so rows
+   * changed during the copy end up current. Retries with backoff until done or stopped.
+   */
+  private async copyNeverCopied(): Promise<void> {
+    for (let attempt = 1; !this.stopping; attempt++) {
+      try {
+        const progress = createProgress(this.logger, { quiet: false, tty: false, intervalMs: 5000 });
+        const results = await syncTables(this.pool, this.redis, {
+          schema: this.options.schema,
+          onlyNeverCopied: true,
+          onProgress: (p) => progress.update(p),
+          shouldStop: () => this.stopping,
+        });
+        if (results.length > 0 && results.every((r) => r.complete)) this.logger.info({ tables: results.map((r) => r.table) }, 'initial copy done');
+        return;
+      } catch (error) {
+        const delay = Math.min(1000 * 2 ** Math.min(attempt, 5), 30_000);
+        this.logger.error({ err: errorMessage(error), retryInMs: delay }, 'initial copy failed; will retry');
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
   }
 
   private async reloadRegistry(): Promise<void> {
@@ -157,7 +191,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
+      await client.query(this.beginText);
       const entries = await claimBatch(client, this.claimText, this.options.batchSize);
       if (entries.length === 0) {
         await client.query('COMMIT');
@@ -188,6 +222,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     await this.loop;
+    await this.copying;
     await this.listener?.close().catch(() => undefined);
     await this.redis.quit().catch(() => this.redis.disconnect());
     await this.pool.end().catch(() => undefined);

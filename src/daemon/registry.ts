@@ -8,6 +8,8 @@ import { quoteIdent } from '../sql/quote.js';
 
 export interface Registry {
   plans: Map<number, TablePlan>;
+  /** Tables `sync` has never copied (or must copy again because their options changed). */
+  neverCopied: Set<number>;
   /** Registered tables that could not be planned (dropped, altered), with the reason. */
   problems: string[];
 }
@@ -20,9 +22,10 @@ export async function loadRegistry(db: Db, toolSchema: string): Promise<Registry
   if (exists.rows[0]?.oid === null || exists.rows[0] === undefined) {
     throw new UserError(`pg-redis-mirror is not installed in this database (no schema "${toolSchema}"); run \`pg-redis-mirror install\` first, or pass the --schema it was installed with`);
   }
-  const rows = await sql<{ oid: string; schema_name: string; table_name: string; spec: string }>`
-    SELECT rel::oid AS oid, schema_name, table_name, spec::text AS spec FROM ${sql.id(toolSchema, 'tables')}`.execute(db);
+  const rows = await sql<{ oid: string; schema_name: string; table_name: string; spec: string; synced_at: string | null }>`
+    SELECT rel::oid AS oid, schema_name, table_name, spec::text AS spec, synced_at FROM ${sql.id(toolSchema, 'tables')}`.execute(db);
   const plans = new Map<number, TablePlan>();
+  const neverCopied = new Set<number>();
   const problems: string[] = [];
   for (const row of rows.rows) {
     const info = await describeTable(db, Number(row.oid));
@@ -32,9 +35,10 @@ export async function loadRegistry(db: Db, toolSchema: string): Promise<Registry
     }
     try {
       plans.set(info.oid, buildTablePlan(info, JSON.parse(row.spec) as StoredSpec, ++planCounter));
+      if (row.synced_at === null) neverCopied.add(info.oid);
     } catch (error) {
       problems.push(error instanceof Error ? error.message : String(error));
     }
   }
-  return { plans, problems };
+  return { plans, neverCopied, problems };
 }

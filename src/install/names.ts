@@ -40,8 +40,22 @@ export function triggerNames(toolSchema: string): TriggerNames {
   };
 }
 
-/** Two 32-bit halves for pg_advisory_xact_lock(int, int): install/uninstall of one schema serialize. */
-export function installLockKey(toolSchema: string): [number, number] {
+function lockKey(kind: number, toolSchema: string): [number, number] {
   const hash = createHash('sha256').update(`pg-redis-mirror:${toolSchema}`).digest();
-  return [0x70726d, hash.readInt32BE(0)];
+  return [kind, hash.readInt32BE(0)];
+}
+
+/** pg_advisory_xact_lock(int, int) key: install/uninstall of one schema serialize. */
+export function installLockKey(toolSchema: string): [number, number] {
+  return lockKey(0x70726d, toolSchema);
+}
+
+/**
+ * Writers of Redis take this lock: each daemon batch shared, each `sync`/`verify --repair`
+ * chunk exclusive. A copy that read a row before a change must not write it after the daemon
+ * applied that change, so the two never interleave; the daemon then re-applies everything
+ * journaled meanwhile, on top of the copy.
+ */
+export function applyLockKey(toolSchema: string): [number, number] {
+  return lockKey(0x70726e, toolSchema);
 }

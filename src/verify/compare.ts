@@ -4,6 +4,7 @@ import { readWrites } from '../daemon/apply-batch.js';
 import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
 import { writeKeys, type KeyWrite } from '../redis/replace.js';
 import { scanKeys } from '../redis/scan.js';
+import { withApplyLock } from '../sync/apply-lock.js';
 
 export interface TableVerifyReport {
   table: string;
@@ -22,7 +23,8 @@ export interface TableVerifyReport {
 export interface VerifyOptions {
   pageSize?: number;
   sampleSize?: number;
-  repair?: boolean;
+  /** Fix what is found. Each page is then compared and fixed under the exclusive apply lock of `schema`. */
+  repair?: { schema: string };
 }
 
 /**
@@ -41,41 +43,50 @@ export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: Tab
     stale: 0,
     extra: 0,
     samples: { missing: [], stale: [], extra: [] },
-    repaired: options.repair === true,
+    repaired: options.repair !== undefined,
   };
+  const repair = options.repair;
+  // Repairs must not interleave with daemon batches (a repair could write a row the daemon
+  // has just updated); a read-only comparison needs no lock.
+  const step = <T>(fn: () => Promise<T>): Promise<T> => (repair === undefined ? fn() : withApplyLock(client, repair.schema, fn));
   const note = (kind: 'missing' | 'stale' | 'extra', key: string): void => {
     report[kind] += 1;
     if (report.samples[kind].length < sampleSize) report.samples[kind].push(key);
   };
 
   let last: string[] | null = null;
-  for (;;) {
-    const page: pg.QueryResult<(string | null)[]> =
-      last === null
-        ? await client.query({ text: plan.firstPageSql, values: [pageSize], rowMode: 'array' })
-        : await client.query({ text: plan.nextPageSql, values: [...last, pageSize], rowMode: 'array' });
-    if (page.rows.length === 0) break;
-    const expected = page.rows.map((row) => rowToWrite(plan, row)).filter((w) => !('delete' in w));
-    report.rows += expected.length;
-    const actual = await readValues(redis, plan, expected.map((w) => w.key));
-    const fixes: KeyWrite[] = [];
-    expected.forEach((write, i) => {
-      const value = actual[i];
-      if (value === undefined || value === null) note('missing', write.key);
-      else if (!sameValue(write, value)) note('stale', write.key);
-      else return;
-      fixes.push(write);
+  let more = true;
+  while (more) {
+    more = await step(async () => {
+      const page: pg.QueryResult<(string | null)[]> =
+        last === null
+          ? await client.query({ text: plan.firstPageSql, values: [pageSize], rowMode: 'array' })
+          : await client.query({ text: plan.nextPageSql, values: [...last, pageSize], rowMode: 'array' });
+      if (page.rows.length === 0) return false;
+      const expected = page.rows.map((row) => rowToWrite(plan, row)).filter((w) => !('delete' in w));
+      report.rows += expected.length;
+      const actual = await readValues(redis, plan, expected.map((w) => w.key));
+      const fixes: KeyWrite[] = [];
+      expected.forEach((write, i) => {
+        const value = actual[i];
+        if (value === undefined || value === null) note('missing', write.key);
+        else if (!sameValue(write, value)) note('stale', write.key);
+        else return;
+        fixes.push(write);
+      });
+      if (repair !== undefined) await writeKeys(redis, fixes);
+      last = page.rows[page.rows.length - 1]!.slice(0, plan.keyColumns.length) as string[];
+      return page.rows.length === pageSize;
     });
-    if (options.repair === true) await writeKeys(redis, fixes);
-    last = page.rows[page.rows.length - 1]!.slice(0, plan.keyColumns.length) as string[];
-    if (page.rows.length < pageSize) break;
   }
 
   for await (const keys of scanKeys(redis, plan.layout.pattern, pageSize)) {
     report.keys += keys.length;
-    const extra = await extraKeys(client, plan, keys);
-    for (const key of extra) note('extra', key);
-    if (options.repair === true && extra.length > 0) await redis.unlink(...extra);
+    await step(async () => {
+      const extra = await extraKeys(client, plan, keys);
+      for (const key of extra) note('extra', key);
+      if (repair !== undefined && extra.length > 0) await redis.unlink(...extra);
+    });
   }
   return report;
 }

@@ -1,31 +1,28 @@
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import { createDb } from '../db/kysely.js';
-import { formatTableName, type TableName } from '../config/table-name.js';
-import { UserError } from '../errors.js';
+import type { TableName } from '../config/table-name.js';
+import { selectPlans } from '../sync/sync.js';
 import { loadRegistry } from '../daemon/registry.js';
 import { verifyTable, type TableVerifyReport, type VerifyOptions } from './compare.js';
 
-export interface VerifyMirrorOptions extends VerifyOptions {
+export interface VerifyMirrorOptions extends Omit<VerifyOptions, 'repair'> {
   schema: string;
+  repair?: boolean;
   /** Only these tables; all mirrored tables when absent or empty. */
   tables?: TableName[];
 }
 
 export async function verifyMirror(pool: pg.Pool, redis: Redis, options: VerifyMirrorOptions): Promise<TableVerifyReport[]> {
   const registry = await loadRegistry(createDb(pool), options.schema);
-  let plans = [...registry.plans.values()];
-  if (options.tables !== undefined && options.tables.length > 0) {
-    plans = options.tables.map((t) => {
-      const plan = plans.find((p) => p.schema === t.schema && p.name === t.name);
-      if (plan === undefined) throw new UserError(`table ${formatTableName(t)} is not mirrored; install it first or drop it from --table`);
-      return plan;
-    });
-  }
+  const plans = selectPlans(registry.plans.values(), options.tables);
   const client = await pool.connect();
   try {
     const reports: TableVerifyReport[] = [];
-    for (const plan of plans) reports.push(await verifyTable(client, redis, plan, options));
+    const { repair, ...rest } = options;
+    for (const plan of plans) {
+      reports.push(await verifyTable(client, redis, plan, { ...rest, ...(repair === true ? { repair: { schema: options.schema } } : {}) }));
+    }
     return reports;
   } finally {
     client.release();

@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import type { Config } from '../src/config/load.js';
+import type { MirrorDaemon } from '../src/daemon/daemon.js';
+import { install } from '../src/install/install.js';
+import { syncTables } from '../src/sync/sync.js';
+import { createScratch, expectMirrorClean, settle, sleep, startDaemon, verify, type Scratch } from './helpers/scratch.js';
+import { MirrorDaemon as Daemon } from '../src/daemon/daemon.js';
+import { applyLockKey } from '../src/install/names.js';
+
+let scratch: Scratch;
+let counter = 0;
+
+beforeAll(async () => {
+  scratch = await createScratch('sync');
+});
+afterAll(async () => {
+  await scratch.cleanup();
+});
+
+async function table(name: string, rows: number): Promise<Config> {
+  await scratch.pool.query(`CREATE TABLE ${name} (id int PRIMARY KEY, v int NOT NULL, note text)`);
+  await scratch.pool.query(`INSERT INTO ${name} SELECT g, g, 'row ' || g FROM generate_series(1, ${rows}) g`);
+  const config = scratch.config([`public.${name}`], { schema: `sync_${++counter}` });
+  await install(config, scratch.pool);
+  return config;
+}
+
+/** Random single-row and multi-row writes on another connection until stopped. */
+function writeWhile(pool: pg.Pool, name: string, rows: number, stop: () => boolean): Promise<number> {
+  return (async () => {
+    let n = 0;
+    while (!stop()) {
+      const id = 1 + Math.floor(Math.random() * rows);
+      const pick = n % 5;
+      if (pick === 0) await pool.query(`UPDATE ${name} SET v = v + 1 WHERE id = $1`, [id]);
+      else if (pick === 1) await pool.query(`DELETE FROM ${name} WHERE id = $1`, [id]);
+      else if (pick === 2) await pool.query(`INSERT INTO ${name} VALUES ($1, 0, 'new') ON CONFLICT (id) DO UPDATE SET note = 'upserted'`, [id]);
+      else if (pick === 3) await pool.query(`UPDATE ${name} SET note = md5(note) WHERE id BETWEEN $1 AND $1 + 50`, [id]);
+      else await pool.query(`UPDATE ${name} SET id = id + ${rows} WHERE id = $1`, [id]).catch(() => undefined);
+      n++;
+    }
+    return n;
+  })();
+}
+
+describe('sync', () => {
+  it('copies every row in the daemon format and converges with writes during the copy, daemon running', async () => {
+    const config = await table('copy_live', 30_000);
+    const daemon = await startDaemon(config);
+    let stop = false;
+    const writer = writeWhile(scratch.pool, 'copy_live', 30_000, () => stop);
+    try {
+      const progress: number[] = [];
+      const [result] = await syncTables(scratch.pool, scratch.redis, { schema: config.schema, pageSize: 1000, onProgress: (p) => progress.push(p.rows) });
+      expect(result!.complete).toBe(true);
+      expect(result!.rows).toBeGreaterThan(29_000);
+      expect(progress.length).toBeGreaterThan(20);
+    } finally {
+      stop = true;
+    }
+    expect(await writer).toBeGreaterThan(10);
+    await settle(scratch, config);
+    await expectMirrorClean(scratch, config);
+    await daemon.stop();
+  });
+
+  it('converges when the daemon only starts after the copy', async () => {
+    const config = await table('copy_then_daemon', 20_000);
+    let stop = false;
+    const writer = writeWhile(scratch.pool, 'copy_then_daemon', 20_000, () => stop);
+    try {
+      await syncTables(scratch.pool, scratch.redis, { schema: config.schema, pageSize: 500 });
+    } finally {
+      stop = true;
+    }
+    await writer;
+    const before = await verify(scratch, config);
+    expect(before[0]!.missing + before[0]!.stale + before[0]!.extra).toBeGreaterThan(0);
+    const daemon = await startDaemon(config);
+    await settle(scratch, config);
+    await expectMirrorClean(scratch, config);
+    await daemon.stop();
+  });
+
+  it('listen --sync copies tables never copied, once, and again after their options change', async () => {
+    const config = await table('copy_on_listen', 5_000);
+    let daemon: MirrorDaemon = await Daemon.start({ ...config, syncNeverCopied: true });
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const synced = await scratch.pool.query(`SELECT synced_at FROM ${config.schema}.tables`);
+      if (synced.rows[0].synced_at !== null) break;
+      if (Date.now() > deadline) throw new Error('initial copy did not finish');
+      await sleep(50);
+    }
+    await settle(scratch, config);
+    await expectMirrorClean(scratch, config);
+    await daemon.stop();
+
+    await install({ ...config, tables: config.tables.map((t) => ({ ...t, format: 'json' as const })) }, scratch.pool);
+    const reset = await scratch.pool.query(`SELECT synced_at FROM ${config.schema}.tables`);
+    expect(reset.rows[0].synced_at).toBeNull();
+    const stale = await verify(scratch, config);
+    expect(stale[0]!.stale).toBe(5_000);
+    daemon = await Daemon.start({ ...config, syncNeverCopied: true });
+    const deadline2 = Date.now() + 20_000;
+    while ((await scratch.pool.query(`SELECT synced_at FROM ${config.schema}.tables`)).rows[0].synced_at === null) {
+      if (Date.now() > deadline2) throw new Error('re-copy did not finish');
+      await sleep(50);
+    }
+    expect(await scratch.redis.get(`${scratch.prefix}public.copy_on_listen:7`)).toBe('{"v": 7, "id": 7, "note": "row 7"}');
+    await expectMirrorClean(scratch, config);
+    await daemon.stop();
+  });
+
+  it('never interleaves a copy chunk with a daemon batch (the apply lock)', async () => {
+    const config = await table('copy_lock', 100);
+    const [a, b] = applyLockKey(config.schema);
+    const daemon = await startDaemon(config);
+    const holder = await scratch.pool.connect();
+    try {
+      // While a copy chunk holds the lock exclusively, the daemon applies nothing...
+      await holder.query(`BEGIN; SELECT pg_advisory_xact_lock(${a}, ${b})`);
+      await scratch.pool.query(`INSERT INTO copy_lock VALUES (1000, 1, 'held')`);
+      await sleep(400);
+      expect(await scratch.redis.exists(`${scratch.prefix}public.copy_lock:1000`)).toBe(0);
+      await holder.query('COMMIT');
+      await settle(scratch, config);
+      expect(await scratch.redis.hget(`${scratch.prefix}public.copy_lock:1000`, 'note')).toBe('held');
+      // ...and while a daemon batch holds it shared, a copy waits.
+      await holder.query(`BEGIN; SELECT pg_advisory_xact_lock_shared(${a}, ${b})`);
+      const rows: number[] = [];
+      const copy = syncTables(scratch.pool, scratch.redis, { schema: config.schema, onProgress: (p) => rows.push(p.rows) });
+      await sleep(400);
+      expect(rows).toEqual([]);
+      await holder.query('COMMIT');
+      await copy;
+      expect(rows.at(-1)).toBe(101);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+      await daemon.stop();
+    }
+  });
+
+  it('refuses a table that is not mirrored', async () => {
+    const config = await table('copy_known', 10);
+    await expect(syncTables(scratch.pool, scratch.redis, { schema: config.schema, tables: [{ schema: 'public', name: 'nope' }] })).rejects.toThrow(
+      /table public\.nope is not mirrored; add it with `pg-redis-mirror install --table public\.nope`/,
+    );
+  });
+});
