@@ -5,6 +5,7 @@ import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
 import { writeKeys, type KeyWrite } from '../redis/replace.js';
 import { scanKeys } from '../redis/scan.js';
 import { withApplyLock } from '../sync/apply-lock.js';
+import { inTransaction } from '../db/transaction.js';
 
 export interface TableVerifyReport {
   table: string;
@@ -48,7 +49,7 @@ export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: Tab
   const repair = options.repair;
   // Repairs must not interleave with daemon batches (a repair could write a row the daemon
   // has just updated); a read-only comparison needs no lock.
-  const step = <T>(fn: () => Promise<T>): Promise<T> => (repair === undefined ? fn() : withApplyLock(client, repair.schema, fn));
+  const step = <T>(fn: () => Promise<T>): Promise<T> => (repair === undefined ? inTransaction(client, fn) : withApplyLock(client, repair.schema, fn));
   const note = (kind: 'missing' | 'stale' | 'extra', key: string): void => {
     report[kind] += 1;
     if (report.samples[kind].length < sampleSize) report.samples[kind].push(key);
@@ -131,27 +132,32 @@ async function extraKeys(client: pg.ClientBase, plan: TablePlan, keys: string[])
     else candidates.push({ key, values });
   }
   if (candidates.length === 0) return extra;
-  let writes: KeyWrite[];
-  try {
-    writes = await readWrites(client, plan, candidates.map((c) => c.values));
-  } catch (error) {
+  let writes = await readOrNull(client, plan, candidates.map((c) => c.values));
+  if (writes === null) {
     // One unparsable key value (text where the key is an integer) fails the whole read:
     // check the keys one by one so only the bad ones count as extra.
-    if (!isDataError(error)) throw error;
     writes = [];
-    for (const c of candidates) {
-      try {
-        writes.push(...(await readWrites(client, plan, [c.values])));
-      } catch (inner) {
-        if (!isDataError(inner)) throw inner;
-      }
-    }
+    for (const c of candidates) writes.push(...((await readOrNull(client, plan, [c.values])) ?? []));
   }
   // Rows come back in no particular order, each under its canonical key: a key that no
   // existing row produces (gone, or a non-canonical spelling such as "01") is extra.
   const present = new Set(writes.filter((w) => !('delete' in w)).map((w) => w.key));
   for (const c of candidates) if (!present.has(c.key)) extra.push(c.key);
   return extra;
+}
+
+/** readWrites, or null when a key value cannot be cast to its column type (the transaction survives). */
+async function readOrNull(client: pg.ClientBase, plan: TablePlan, keys: string[][]): Promise<KeyWrite[] | null> {
+  await client.query('SAVEPOINT prm_read');
+  try {
+    const writes = await readWrites(client, plan, keys);
+    await client.query('RELEASE SAVEPOINT prm_read');
+    return writes;
+  } catch (error) {
+    if (!isDataError(error)) throw error;
+    await client.query('ROLLBACK TO SAVEPOINT prm_read');
+    return null;
+  }
 }
 
 function isDataError(error: unknown): boolean {
