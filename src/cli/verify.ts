@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { createPool, checkPool } from '../db/connect.js';
 import { parseTableName } from '../config/table-name.js';
-import { connectRedis } from '../redis/connect.js';
+import { withServers } from './servers.js';
 import { isClean, verifyMirror } from '../verify/verify.js';
 import type { TableVerifyReport } from '../verify/compare.js';
 import { globals, configFrom } from './options.js';
@@ -15,22 +14,13 @@ export function registerVerify(program: Command): void {
     .action(async (options: { repair?: boolean; json?: boolean }, command: Command) => {
       const config = configFrom(command);
       const tables = (globals(command).table ?? []).map(parseTableName);
-      const pool = createPool(config.databaseUrl, { max: 1 });
-      try {
-        await checkPool(pool, config.databaseUrl);
-        const redis = await connectRedis(config.redisUrl);
-        try {
-          const reports = await verifyMirror(pool, redis, { schema: config.schema, tables, repair: options.repair === true });
-          if (options.json === true) console.log(JSON.stringify({ clean: isClean(reports), tables: reports }, null, 2));
-          else for (const line of summarize(reports)) console.log(line);
-          // A repaired mirror is clean now; exit 1 only when drift is left.
-          if (!isClean(reports) && options.repair !== true) process.exitCode = 1;
-        } finally {
-          redis.disconnect();
-        }
-      } finally {
-        await pool.end();
-      }
+      const reports = await withServers(config, 'verify', (pool, redis) =>
+        verifyMirror(pool, redis, { schema: config.schema, tables, repair: options.repair === true }),
+      );
+      if (options.json === true) console.log(JSON.stringify({ clean: isClean(reports), tables: reports }, null, 2));
+      else for (const line of summarize(reports)) console.log(line);
+      // A repaired mirror is clean now; exit 1 only when drift is left.
+      if (!isClean(reports) && options.repair !== true) process.exitCode = 1;
     });
 }
 

@@ -57,3 +57,17 @@ export async function connectRedis(redisUrl: string, options: RedisConnectOption
   }
   return redis;
 }
+
+/** A failure of Redis during work (not at connect): one line that says what to do. */
+export function describeRedisFailure(error: unknown, redisUrl: string, what: string): UserError {
+  return new UserError(
+    `lost Redis at ${describeRedisUrl(redisUrl)} during ${what}: ${redactUrl(errorMessage(error)).replace(/\.$/, '')}; run the command again once Redis is back (it starts over, which is safe)`,
+    { cause: error },
+  );
+}
+
+/** Errors raised by ioredis rather than by PostgreSQL. */
+export function isRedisError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return error.name === 'ReplyError' || error.name === 'MaxRetriesPerRequestError' || /Connection is closed|Stream isn't writeable|enableOfflineQueue/.test(error.message);
+}

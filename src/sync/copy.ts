@@ -66,6 +66,8 @@ export async function copyTable(client: pg.ClientBase, redis: Redis, plan: Table
             return;
           }
           writing = writeKeys(redis, page.rows.map((row) => rowToWrite(plan, row)));
+          // Awaited below; until then a failure must not count as an unhandled rejection.
+          writing.catch(() => undefined);
           rows += page.rows.length;
           last = page.rows[page.rows.length - 1]!.slice(0, plan.keyColumns.length) as string[];
           options.onProgress?.({ table: plan.display, rows, total: Math.max(total, rows) });
