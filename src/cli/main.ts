@@ -1,9 +1,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import { isUserError, errorMessage } from '../errors.js';
 import { redactUrl } from '../db/errors.js';
+import { registerInit } from './init.js';
 import { registerInstall } from './install.js';
 import { registerListen } from './listen.js';
 import { registerVerify } from './verify.js';
+import { registerStatus } from './status.js';
 import { registerDemo } from './demo.js';
 import { registerSync } from './sync.js';
 import { collect } from './options.js';
@@ -21,10 +23,12 @@ export function buildProgram(): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  registerInit(program);
   registerInstall(program);
   registerListen(program);
   registerSync(program);
   registerVerify(program);
+  registerStatus(program);
   registerDemo(program);
   return program;
 }

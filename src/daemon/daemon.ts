@@ -13,6 +13,7 @@ import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
 import { listenForWakeups, type WakeupListener } from './wakeups.js';
 import { applyLockKey } from '../install/names.js';
+import { daemonApplicationName } from './app-names.js';
 import { syncTables } from '../sync/sync.js';
 import { createProgress } from '../sync/progress.js';
 
@@ -75,7 +76,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
 
   /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
   static async start(options: DaemonOptions): Promise<MirrorDaemon> {
-    const pool = createPool(options.databaseUrl, { max: 3, applicationName: 'pg-redis-mirror daemon' });
+    const pool = createPool(options.databaseUrl, { max: 3, applicationName: daemonApplicationName(options.schema) });
     let redis: Redis | undefined;
     try {
       await checkPool(pool, options.databaseUrl);

@@ -1,6 +1,7 @@
 import pgListen from 'pg-listen';
 import type { Logger } from '../log.js';
 import { clientConfig } from '../db/connect.js';
+import { listenApplicationName } from './app-names.js';
 
 // pg-listen is CommonJS with `exports.default`: under NodeNext its function is pgListen.default.
 const createSubscriber = pgListen.default;
@@ -41,7 +42,7 @@ export async function listenForWakeups(
   logger: Logger,
   handlers: { onWakeup: (wakeup: Wakeup) => void; onConnected: () => void },
 ): Promise<WakeupListener> {
-  const subscriber = createSubscriber(clientConfig(databaseUrl, 'pg-redis-mirror listen'), {
+  const subscriber = createSubscriber(clientConfig(databaseUrl, listenApplicationName(channel)), {
     retryTimeout: Infinity,
     retryLimit: Infinity,
     retryInterval: (attempt: number) => Math.min(250 * 2 ** Math.min(attempt, 6), 10_000),

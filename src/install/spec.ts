@@ -34,6 +34,11 @@ export async function resolveTableSpec(db: Db, config: TableConfig): Promise<Tab
     throw new UserError(`table ${display} does not exist${hint}`);
   }
   if (info.kind === 'other') throw new UserError(`${display} is not a table (views and other relations cannot be mirrored)`);
+  if (info.kind === 'partitioned table') {
+    // Writes made straight to a partition, and rows moved between partitions, would escape
+    // the parent's triggers: refuse rather than mirror some changes only.
+    throw new UserError(`${display} is a partitioned table, which cannot be mirrored yet; mirror a plain table, or remove it from the config`);
+  }
   const keyColumns = resolveKey(info, config, display);
   const columnNames = new Set(info.columns.map((c) => c.name));
   for (const [field, list] of [['columns', config.columns], ['exclude', config.exclude]] as const) {

@@ -59,7 +59,7 @@ export async function readInstallState(db: Db, toolSchema: string, functionName:
            (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = r.rel) AS current_schema,
            (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = r.rel) AS current_name,
            (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.rel AND t.tgname = ANY(${names}::text[])) AS present,
-           (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.rel AND t.tgname = ANY(${names}::text[]) AND t.tgenabled <> 'D') AS enabled
+           (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.rel AND t.tgname = ANY(${names}::text[]) AND t.tgenabled IN ('O', 'A')) AS enabled
     FROM ${sql.id(toolSchema, 'tables')} r
     ORDER BY r.schema_name, r.table_name`.execute(db);
   const functions = await sql<{ proname: string }>`
