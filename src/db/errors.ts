@@ -43,7 +43,15 @@ export function describePgError(error: unknown, databaseUrl: string): Error {
       return new UserError(`${where}: ${e.message}; grant the privilege (see the README's "Privileges") or connect as a role that has it`, { cause: error });
     case '57P03':
       return new UserError(`${where} is not accepting connections yet (${e.message}); try again shortly`, { cause: error });
+    case '57P01':
+    case '57P02':
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return new UserError(`lost the connection to ${where}: ${e.message}; run the command again once it is back (it starts over, which is safe)`, { cause: error });
     default:
+      if (e.code?.startsWith('08') === true) {
+        return new UserError(`lost the connection to ${where}: ${e.message}; run the command again once it is back`, { cause: error });
+      }
       if (error instanceof Error && /connect|ECONN|socket|terminat/i.test(e.message) && e.code === undefined) {
         return new UserError(`cannot connect to ${where}: ${redactUrl(errorMessage(error))}; ${fix}`, { cause: error });
       }
