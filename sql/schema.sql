@@ -22,6 +22,7 @@ ALTER TABLE {{schema}}.tables ADD COLUMN IF NOT EXISTS synced_at timestamptz;
 
 -- Which keys changed, written in the same transaction as the change. Never row data.
 -- keys: up to 1000 key values (1-D) or key tuples (2-D, composite keys); op 'k' = keys, 't' = truncate.
+-- Written only by the tables' capture functions (SECURITY DEFINER); read and deleted by the daemon.
 CREATE TABLE IF NOT EXISTS {{schema}}.journal (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   rel oid NOT NULL,
@@ -33,43 +34,6 @@ CREATE TABLE IF NOT EXISTS {{schema}}.journal (
 -- A queue that swings from empty to millions of rows: vacuum it early and often.
 ALTER TABLE {{schema}}.journal SET (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 5000,
   autovacuum_analyze_scale_factor = 0.0, autovacuum_analyze_threshold = 5000);
-
-CREATE OR REPLACE FUNCTION {{schema}}.enqueue(rel oid, keys text[]) RETURNS void
-LANGUAGE plpgsql
-AS {{tag}}
-DECLARE
-  n integer := coalesce(array_length(keys, 1), 0);
-  i integer := 1;
-BEGIN
-  IF n = 0 THEN
-    RETURN;
-  END IF;
-  -- Big statements are split so that the daemon can bound the keys it claims per batch.
-  IF n <= 1000 THEN
-    INSERT INTO {{schema}}.journal (rel, keys) VALUES (rel, keys);
-  ELSE
-    WHILE i <= n LOOP
-      INSERT INTO {{schema}}.journal (rel, keys) VALUES (rel, keys[i:i + 999]);
-      i := i + 1000;
-    END LOOP;
-  END IF;
-  -- A wake-up only: table and count, never row data (every database user can LISTEN).
-  PERFORM pg_notify({{channel}}, '{"rel":' || rel || ',"n":' || n || '}');
-END
-{{tag}};
-
-CREATE OR REPLACE FUNCTION {{schema}}.enqueue_truncate(rel oid) RETURNS void
-LANGUAGE plpgsql
-AS {{tag}}
-BEGIN
-  INSERT INTO {{schema}}.journal (rel, op) VALUES (rel, 't');
-  PERFORM pg_notify({{channel}}, '{"rel":' || rel || ',"n":0}');
-END
-{{tag}};
-
--- Called only by the SECURITY DEFINER capture functions, which pin search_path.
-REVOKE ALL ON FUNCTION {{schema}}.enqueue(oid, text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION {{schema}}.enqueue_truncate(oid) FROM PUBLIC;
 
 INSERT INTO {{schema}}.meta (key, value) VALUES ('version', {{version_literal}})
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

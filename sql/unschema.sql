@@ -1,6 +1,4 @@
 -- The tool's own schema. No CASCADE: anything else someone put in it stays, and stops the uninstall.
-DROP FUNCTION IF EXISTS {{schema}}.enqueue(oid, text[]);
-DROP FUNCTION IF EXISTS {{schema}}.enqueue_truncate(oid);
 DROP TABLE IF EXISTS {{schema}}.journal;
 DROP TABLE IF EXISTS {{schema}}.tables;
 DROP TABLE IF EXISTS {{schema}}.meta;

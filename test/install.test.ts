@@ -195,7 +195,7 @@ describe('names are only ever names', () => {
       await client.query(`SET ROLE ${role}`);
       await client.query(`INSERT INTO app_t VALUES (1, 1); UPDATE app_t SET id = 2; DELETE FROM app_t; TRUNCATE app_t`);
       await expect(client.query(`INSERT INTO ${config.schema}.journal (rel, op) VALUES (1, 't')`)).rejects.toThrow(/permission denied/);
-      await expect(client.query(`SELECT ${config.schema}.enqueue(1, '{x}')`)).rejects.toThrow(/permission denied/);
+
       await client.query('RESET ROLE');
     } finally {
       client.release();

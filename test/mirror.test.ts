@@ -213,6 +213,65 @@ describe('the daemon mirrors changes', () => {
     }
   });
 
+  it('applies a change that skipped NOTIFY (daemon busy) as soon as its long transaction commits, without the poll', async () => {
+    await scratch.pool.query(`CREATE TABLE late (id int PRIMARY KEY, v int)`);
+    const config = scratch.config(['public.late'], { schema: `mirror_${++counter}` });
+    await install(config, scratch.pool);
+    const app = await scratch.pool.connect();
+    try {
+      // No daemon holds the wake lock, so this transaction skips NOTIFY and holds the lock shared.
+      await app.query(`BEGIN; INSERT INTO late VALUES (1, 1)`);
+      const daemon = await startDaemon(config, { pollIntervalMs: 600_000 });
+      daemons.push(daemon);
+      await sleep(200);
+      await app.query('COMMIT');
+      const deadline = Date.now() + 3000;
+      while ((await scratch.redis.exists(key('public.late', '1'))) === 0) {
+        if (Date.now() > deadline) throw new Error('a change committed after the daemon started was not applied within 3 s');
+        await sleep(5);
+      }
+    } finally {
+      app.release();
+    }
+    // Idle again: the next isolated change notifies and arrives at once.
+    await settle(scratch, config);
+    await sleep(100);
+    await scratch.pool.query(`INSERT INTO late VALUES (2, 2)`);
+    const deadline = Date.now() + 3000;
+    while ((await scratch.redis.exists(key('public.late', '2'))) === 0) {
+      if (Date.now() > deadline) throw new Error('an isolated change was not applied within 3 s');
+      await sleep(5);
+    }
+    await expectMirrorClean(scratch, config);
+  });
+
+  it('sends few NOTIFYs under concurrent load: transactions skip it while the daemon is busy', async () => {
+    await scratch.pool.query(`CREATE TABLE busy (id int PRIMARY KEY, v int NOT NULL)`);
+    await scratch.pool.query(`INSERT INTO busy SELECT g, 0 FROM generate_series(1, 1000) g`);
+    const config = scratch.config(['public.busy'], { schema: `mirror_${++counter}` });
+    await install(config, scratch.pool);
+    daemons.push(await startDaemon(config));
+    await settle(scratch, config);
+    const listener = await scratch.pool.connect();
+    let notifications = 0;
+    listener.on('notification', () => notifications++);
+    await listener.query(`LISTEN "${config.schema}"`);
+    const transactions = 2000;
+    try {
+      await Promise.all(
+        [0, 1, 2, 3].map(async (w) => {
+          for (let i = 0; i < transactions / 4; i++) await scratch.pool.query(`UPDATE busy SET v = v + 1 WHERE id = $1`, [1 + ((i * 4 + w) % 1000)]);
+        }),
+      );
+      await settle(scratch, config);
+    } finally {
+      await listener.query('UNLISTEN *');
+      listener.release();
+    }
+    expect(notifications).toBeLessThan(transactions / 2);
+    await expectMirrorClean(scratch, config);
+  });
+
   it('keeps applying other tables when a journal entry names a table that is no longer mirrored', async () => {
     const config = await mirror(`CREATE TABLE keep (id int PRIMARY KEY); CREATE TABLE gone (id int PRIMARY KEY)`, ['public.keep', 'public.gone']);
     await Promise.all(daemons.map((d) => d.stop()));

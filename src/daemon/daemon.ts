@@ -12,7 +12,7 @@ import { claimBatch, claimSql } from './journal.js';
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
 import { listenForWakeups, type WakeupListener } from './wakeups.js';
-import { applyLockKey } from '../install/names.js';
+import { applyLockKey, wakeLockKey } from '../install/names.js';
 import { daemonApplicationName } from './app-names.js';
 import { syncTables } from '../sync/sync.js';
 import { createProgress } from '../sync/progress.js';
@@ -38,6 +38,11 @@ export interface DaemonEvents {
 }
 
 const MAX_RETRY_DELAY_MS = 10_000;
+/**
+ * While busy (changes arriving without NOTIFY), drain this often: long enough that batches
+ * under load carry many keys, short enough to keep latency low.
+ */
+const BUSY_POLL_MS = 10;
 
 /**
  * The listen daemon: wake on NOTIFY (or the poll), then drain the journal in id order, batch
@@ -59,6 +64,10 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private copying: Promise<void> | undefined;
   private pending = false;
   private stopping = false;
+  private worker: pg.PoolClient | undefined;
+  /** Whether we hold the wake lock (see goIdle). */
+  private idle = false;
+  private readonly wakeLock: [number, number];
   private failures = 0;
 
   private constructor(
@@ -71,7 +80,10 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.db = createDb(pool);
     this.claimText = claimSql(options.schema);
     const [a, b] = applyLockKey(options.schema);
-    this.beginText = `BEGIN; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b})`;
+    // synchronous_commit off: a batch whose commit is lost in a server crash only comes back
+    // as journal rows, and applying them again is harmless; the application's commits stay durable.
+    this.beginText = `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b})`;
+    this.wakeLock = wakeLockKey(options.schema);
   }
 
   /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
@@ -159,11 +171,14 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     while (this.pending && !this.stopping) {
       this.pending = false;
       try {
+        await this.setIdle(false);
         await this.drain();
+        await this.goIdle();
         if (this.failures > 0) this.logger.info({ after: this.failures }, 'recovered; journal drained');
         this.failures = 0;
       } catch (error) {
         this.failures += 1;
+        this.dropWorker(error);
         const delay = Math.min(250 * 2 ** Math.min(this.failures, 8), MAX_RETRY_DELAY_MS);
         this.logger.error({ err: errorMessage(error), attempt: this.failures, retryInMs: delay }, 'batch failed; journal kept, will retry');
         this.retryTimer = setTimeout(() => {
@@ -175,22 +190,72 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     }
   }
 
-  /** Applies batches until the journal has nothing visible left. */
-  private async drain(): Promise<void> {
+  /** Applies batches until the journal has nothing visible left; returns the keys claimed. */
+  private async drain(): Promise<number> {
+    let total = 0;
     for (;;) {
-      if (this.stopping) return;
+      if (this.stopping) return total;
       if (this.registryStale) await this.reloadRegistry();
       const claimed = await this.applyOneBatch();
-      if (claimed < this.options.batchSize) {
-        this.emit('idle');
-        return;
-      }
+      total += claimed;
+      if (claimed < this.options.batchSize) return total;
     }
   }
 
+  /**
+   * Takes the wake lock, which tells capture functions to NOTIFY. It is free only when no
+   * transaction that skipped NOTIFY (having seen us busy) is still open; once it is ours, one
+   * more drain catches whatever those transactions committed. Until then, poll briefly.
+   */
+  private async goIdle(): Promise<void> {
+    let delay = 1;
+    while (!this.stopping) {
+      if (await this.setIdle(true)) {
+        if ((await this.applyOneBatch()) === 0) {
+          this.emit('idle');
+          return;
+        }
+        await this.setIdle(false);
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+      // Busy polling bounds the latency of changes that skipped NOTIFY; back off while quiet.
+      delay = (await this.drain()) > 0 ? BUSY_POLL_MS : Math.min(delay * 2, BUSY_POLL_MS);
+    }
+  }
+
+  /** Takes (true) or gives back (false) the session-level wake lock on the worker connection. */
+  private async setIdle(idle: boolean): Promise<boolean> {
+    if (idle === this.idle) return true;
+    const worker = await this.workerClient();
+    const [a, b] = this.wakeLock;
+    if (idle) {
+      const result = await worker.query<{ ok: string }>(`SELECT pg_catalog.pg_try_advisory_lock(${a}, ${b}) AS ok`);
+      this.idle = result.rows[0]?.ok === 't';
+    } else {
+      await worker.query(`SELECT pg_catalog.pg_advisory_unlock(${a}, ${b})`);
+      this.idle = false;
+    }
+    return this.idle === idle;
+  }
+
+  /** One connection for batches and the wake lock, so the lock lives exactly as long as it. */
+  private async workerClient(): Promise<pg.PoolClient> {
+    this.worker ??= await this.pool.connect();
+    return this.worker;
+  }
+
+  private dropWorker(error: unknown): void {
+    if (this.worker === undefined) return;
+    // Ending the session also frees the wake lock: triggers stop notifying until we are back,
+    // and the poll and the drain at reconnect cover the meantime.
+    this.worker.release(error instanceof Error ? error : new Error(String(error)));
+    this.worker = undefined;
+    this.idle = false;
+  }
+
   private async applyOneBatch(): Promise<number> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
+    const client = await this.workerClient();
     try {
       await client.query(this.beginText);
       const entries = await claimBatch(client, this.claimText, this.options.batchSize);
@@ -206,12 +271,8 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       this.emit('batch', result);
       return entries.reduce((sum, e) => sum + Math.max(e.keys.length, 1), 0);
     } catch (error) {
-      broken = error instanceof Error ? error : new Error(String(error));
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
-    } finally {
-      // A client whose connection failed must not go back to the pool.
-      client.release(broken !== undefined && isConnectionError(broken) ? broken : undefined);
     }
   }
 
@@ -224,6 +285,8 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.retryTimer = undefined;
     await this.loop;
     await this.copying;
+    this.worker?.release();
+    this.worker = undefined;
     await this.listener?.close().catch(() => undefined);
     await this.redis.quit().catch(() => this.redis.disconnect());
     await this.pool.end().catch(() => undefined);
@@ -233,9 +296,4 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   get tables(): TablePlan[] {
     return [...this.plans.values()];
   }
-}
-
-function isConnectionError(error: Error): boolean {
-  const code = (error as { code?: string }).code;
-  return code === undefined || code.startsWith('08') || code === '57P01' || code === 'ECONNRESET' || code === 'ECONNREFUSED';
 }

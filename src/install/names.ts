@@ -59,3 +59,11 @@ export function installLockKey(toolSchema: string): [number, number] {
 export function applyLockKey(toolSchema: string): [number, number] {
   return lockKey(0x70726e, toolSchema);
 }
+
+/**
+ * Held exclusively by an idle daemon (session level); capture functions probe it shared to
+ * decide whether a NOTIFY is needed (see sql/table.sql).
+ */
+export function wakeLockKey(toolSchema: string): [number, number] {
+  return lockKey(0x70726f, toolSchema);
+}

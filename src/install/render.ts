@@ -3,7 +3,7 @@ import { formatTableName } from '../config/table-name.js';
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
 import { renderSqlFile } from '../sql/template.js';
 import { SCHEMA_VERSION } from '../version.js';
-import { captureFunctionName, installLockKey, triggerNames } from './names.js';
+import { captureFunctionName, installLockKey, triggerNames, wakeLockKey } from './names.js';
 import { keyNeedsCanonicalSettings, type TableSpec } from './spec.js';
 import type { InstalledTable } from './state.js';
 import { CANONICAL_SETTINGS } from '../db/connect.js';
@@ -22,7 +22,6 @@ export function renderPreamble(toolSchema: string): string {
 export function renderSchema(toolSchema: string): string {
   return renderSqlFile('schema.sql', {
     schema: quoteIdent(toolSchema),
-    channel: quoteLiteral(toolSchema),
     version: SCHEMA_VERSION,
     version_literal: quoteLiteral(SCHEMA_VERSION),
   });
@@ -75,6 +74,8 @@ export function renderTable(toolSchema: string, spec: TableSpec): string {
     table_name_literal: quoteLiteral(spec.name),
     spec_literal: quoteLiteral(JSON.stringify(spec.stored)),
     hash_literal: quoteLiteral(specHash(toolSchema, spec)),
+    channel: quoteLiteral(toolSchema),
+    wake_lock: wakeLockKey(toolSchema).join(', '),
   });
 }
 
