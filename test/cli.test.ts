@@ -3,36 +3,20 @@
  * DATABASE_URL/REDIS_URL pointing at this file's scratch database and a fresh working
  * directory per test. (Build first: npx tsc -p tsconfig.build.json.)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createScratch, sleep, type Scratch } from './helpers/scratch.js';
+import { runCli, spawnCli, type RunningCli as Running, type RunResult } from './helpers/cli.js';
 
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../bin/pg-redis-mirror.js');
 const DIST_MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli/main.js');
-
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
 interface RunOptions {
   cwd: string;
   env?: Record<string, string>;
   timeoutMs?: number;
-}
-
-/** A long-running CLI child (listen) whose output can be watched while it runs. */
-interface Running {
-  child: ChildProcess;
-  readonly stdout: string;
-  readonly stderr: string;
-  exited: Promise<RunResult>;
 }
 
 let scratch: Scratch;
@@ -63,56 +47,21 @@ function tempDir(): string {
   return dir;
 }
 
-function childEnv(s: Scratch, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { ...process.env, DATABASE_URL: s.databaseUrl, REDIS_URL: s.redisUrl, ...extra };
+function childEnvVars(s: Scratch, extra: Record<string, string> = {}): Record<string, string> {
+  return { DATABASE_URL: s.databaseUrl, REDIS_URL: s.redisUrl, ...extra };
 }
 
-function spawnCli(args: string[], options: RunOptions, s: Scratch = scratch): Running {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    cwd: options.cwd,
-    env: childEnv(s, options.env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<RunResult>((resolvePromise, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
-  });
-  return {
-    child,
-    get stdout() {
-      return stdout;
-    },
-    get stderr() {
-      return stderr;
-    },
-    exited,
-  };
+function spawnIn(args: string[], options: RunOptions, s: Scratch = scratch): Running {
+  return spawnCli(args, { ...options, env: childEnvVars(s, options.env) });
 }
 
 /** Runs one CLI command to completion; a command that hangs is killed and fails the test. */
-async function cli(args: string[], options: RunOptions, s: Scratch = scratch): Promise<RunResult> {
-  const r = spawnCli(args, options, s);
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      r.child.kill('SIGKILL');
-      reject(new Error(`pg-redis-mirror ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${r.stdout}\nstderr: ${r.stderr}`));
-    }, timeoutMs);
-  });
-  try {
-    return await Promise.race([r.exited, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+function cli(args: string[], options: RunOptions, s: Scratch = scratch): Promise<RunResult> {
+  return runCli(args, { ...options, env: childEnvVars(s, options.env) });
 }
 
 function startListen(args: string[], options: RunOptions, s: Scratch = scratch): Running {
-  const r = spawnCli([...args, 'listen'], options, s);
+  const r = spawnIn([...args, 'listen'], options, s);
   running.push(r);
   return r;
 }

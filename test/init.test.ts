@@ -2,7 +2,6 @@
  * `pg-redis-mirror init` on a real database: the library function (runInit) and, once, the
  * built CLI in a subprocess (build first: npx tsc -p tsconfig.build.json).
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -16,8 +15,8 @@ import { UserError } from '../src/errors.js';
 import { install, uninstall } from '../src/install/install.js';
 import { triggerNames } from '../src/install/names.js';
 import { createScratch, type Scratch } from './helpers/scratch.js';
+import { runCli, type RunResult } from './helpers/cli.js';
 
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../bin/pg-redis-mirror.js');
 const DIST_MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli/main.js');
 
 let scratch: Scratch;
@@ -31,7 +30,6 @@ const ODD_DISPLAY = formatTableName(ODD); // "Odd ""S"" x"."we""ird name.v1"
 
 /** Tables init lists, in its order (schema, then name, byte order). */
 const WITH_KEY = [ODD_DISPLAY, 'public.users', 'sales.order_lines'];
-const WITHOUT_KEY = ['public.events', 'public.logs'];
 
 beforeAll(async () => {
   if (!existsSync(DIST_MAIN)) throw new Error(`${DIST_MAIN} is missing: run npx tsc -p tsconfig.build.json first`);
@@ -231,30 +229,8 @@ describe('init (library)', () => {
   });
 });
 
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function cli(args: string[], cwd: string): Promise<RunResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd,
-      env: { ...process.env, DATABASE_URL: scratch.databaseUrl, REDIS_URL: scratch.redisUrl },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolvePromise({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { cwd, env: { DATABASE_URL: scratch.databaseUrl, REDIS_URL: scratch.redisUrl } });
 }
 
 const show = (r: RunResult): string => `exit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;

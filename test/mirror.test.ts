@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config, TableConfig } from '../src/config/load.js';
 import type { MirrorDaemon } from '../src/daemon/daemon.js';
 import { install } from '../src/install/install.js';
-import { createScratch, expectMirrorClean, installAndStart, settle, sleep, startDaemon, type Scratch } from './helpers/scratch.js';
+import { createScratch, expectMirrorClean, installAndStart, settle, sleep, startDaemon, waitUntil, type Scratch } from './helpers/scratch.js';
 
 let scratch: Scratch;
 let daemons: MirrorDaemon[] = [];
@@ -180,11 +180,7 @@ describe('the daemon mirrors changes', () => {
     await settle(scratch, config);
     await scratch.pool.query(`SELECT pg_notify($1, 'not json'), pg_notify($1, '{"rel":"x"}'), pg_notify($1, '{"event":"drop"}')`, [config.schema]);
     await scratch.pool.query(`INSERT INTO quick VALUES (1, 1)`);
-    const deadline = Date.now() + 5000;
-    while ((await scratch.redis.exists(key('public.quick', '1'))) === 0) {
-      if (Date.now() > deadline) throw new Error('change not applied within 5 s although the poll is 10 minutes');
-      await sleep(5);
-    }
+    await waitUntil('change applied although the poll is 10 minutes', async () => (await scratch.redis.exists(key('public.quick', '1'))) === 1, 5000);
     await expectMirrorClean(scratch, config);
   });
 
@@ -225,11 +221,7 @@ describe('the daemon mirrors changes', () => {
       daemons.push(daemon);
       await sleep(200);
       await app.query('COMMIT');
-      const deadline = Date.now() + 3000;
-      while ((await scratch.redis.exists(key('public.late', '1'))) === 0) {
-        if (Date.now() > deadline) throw new Error('a change committed after the daemon started was not applied within 3 s');
-        await sleep(5);
-      }
+      await waitUntil('a change committed after the daemon started is applied', async () => (await scratch.redis.exists(key('public.late', '1'))) === 1, 3000);
     } finally {
       app.release();
     }
@@ -237,11 +229,7 @@ describe('the daemon mirrors changes', () => {
     await settle(scratch, config);
     await sleep(100);
     await scratch.pool.query(`INSERT INTO late VALUES (2, 2)`);
-    const deadline = Date.now() + 3000;
-    while ((await scratch.redis.exists(key('public.late', '2'))) === 0) {
-      if (Date.now() > deadline) throw new Error('an isolated change was not applied within 3 s');
-      await sleep(5);
-    }
+    await waitUntil('an isolated change is applied', async () => (await scratch.redis.exists(key('public.late', '2'))) === 1, 3000);
     await expectMirrorClean(scratch, config);
   });
 

@@ -3,7 +3,6 @@
  * (bin/pg-redis-mirror.js, so build first: npx tsc -p tsconfig.build.json) for its output
  * and exit codes.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -17,8 +16,8 @@ import { formatAge } from '../src/cli/status.js';
 import { syncTables } from '../src/sync/sync.js';
 import { SCHEMA_VERSION } from '../src/version.js';
 import { createScratch, settle, sleep, startDaemon, type Scratch } from './helpers/scratch.js';
+import { runCli, type RunResult } from './helpers/cli.js';
 
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../bin/pg-redis-mirror.js');
 const DIST_STATUS = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/cli/status.js');
 const UNREACHABLE_REDIS = 'redis://127.0.0.1:1';
 const PHRASE = 'changes to this table are not being mirrored; run pg-redis-mirror install to restore it';
@@ -43,33 +42,8 @@ afterAll(async () => {
   await scratch?.cleanup();
 });
 
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function cli(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<RunResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd,
-      env: { ...process.env, DATABASE_URL: scratch.databaseUrl, REDIS_URL: scratch.redisUrl, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`pg-redis-mirror ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolvePromise({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { cwd, env: { DATABASE_URL: scratch.databaseUrl, REDIS_URL: scratch.redisUrl, ...env }, timeoutMs });
 }
 
 /** The sessions of a stopped daemon can linger for a moment after their sockets closed. */

@@ -4,7 +4,7 @@ import type { Config } from '../src/config/load.js';
 import type { MirrorDaemon } from '../src/daemon/daemon.js';
 import { install } from '../src/install/install.js';
 import { syncTables } from '../src/sync/sync.js';
-import { createScratch, expectMirrorClean, settle, sleep, startDaemon, verify, type Scratch } from './helpers/scratch.js';
+import { createScratch, expectMirrorClean, settle, sleep, startDaemon, verify, waitUntil, type Scratch } from './helpers/scratch.js';
 import { MirrorDaemon as Daemon } from '../src/daemon/daemon.js';
 import { applyLockKey } from '../src/install/names.js';
 
@@ -86,13 +86,8 @@ describe('sync', () => {
   it('listen --sync copies tables never copied, once, and again after their options change', async () => {
     const config = await table('copy_on_listen', 5_000);
     let daemon: MirrorDaemon = await Daemon.start({ ...config, syncNeverCopied: true });
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const synced = await scratch.pool.query(`SELECT synced_at FROM ${config.schema}.tables`);
-      if (synced.rows[0].synced_at !== null) break;
-      if (Date.now() > deadline) throw new Error('initial copy did not finish');
-      await sleep(50);
-    }
+    const copied = async () => (await scratch.pool.query(`SELECT synced_at FROM ${config.schema}.tables`)).rows[0].synced_at !== null;
+    await waitUntil('the initial copy finishes', copied, 20_000);
     await settle(scratch, config);
     await expectMirrorClean(scratch, config);
     await daemon.stop();
@@ -103,11 +98,7 @@ describe('sync', () => {
     const stale = await verify(scratch, config);
     expect(stale[0]!.stale).toBe(5_000);
     daemon = await Daemon.start({ ...config, syncNeverCopied: true });
-    const deadline2 = Date.now() + 20_000;
-    while ((await scratch.pool.query(`SELECT synced_at FROM ${config.schema}.tables`)).rows[0].synced_at === null) {
-      if (Date.now() > deadline2) throw new Error('re-copy did not finish');
-      await sleep(50);
-    }
+    await waitUntil('the re-copy finishes', copied, 20_000);
     expect(await scratch.redis.get(`${scratch.prefix}public.copy_on_listen:7`)).toBe('{"v": 7, "id": 7, "note": "row 7"}');
     await expectMirrorClean(scratch, config);
     await daemon.stop();
