@@ -43,6 +43,8 @@ const MAX_RETRY_DELAY_MS = 10_000;
  * under load carry many keys, short enough to keep latency low.
  */
 const BUSY_POLL_MS = 10;
+/** While busy, poll again after one millisecond per this many keys the last drain found (up to BUSY_POLL_MS). */
+const BUSY_KEYS_PER_MS = 5;
 
 /**
  * The listen daemon: wake on NOTIFY (or the poll), then drain the journal in id order, batch
@@ -219,8 +221,11 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       } else {
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
-      // Busy polling bounds the latency of changes that skipped NOTIFY; back off while quiet.
-      delay = (await this.drain()) > 0 ? BUSY_POLL_MS : Math.min(delay * 2, BUSY_POLL_MS);
+      // Busy polling bounds the latency of changes that skipped NOTIFY. A trickle (a few keys
+      // per drain) gains nothing from waiting for a bigger batch, so the next poll comes sooner;
+      // only a drain that found many keys waits the full BUSY_POLL_MS. Back off while quiet.
+      const claimed = await this.drain();
+      delay = claimed > 0 ? Math.min(BUSY_POLL_MS, Math.max(1, Math.round(claimed / BUSY_KEYS_PER_MS))) : Math.min(delay * 2, BUSY_POLL_MS);
     }
   }
 
