@@ -68,7 +68,7 @@ export async function applyChanges(
     }
     if (changes.keys.size === 0) continue;
     const writes = await readWrites(client, plan, changes.keys.values());
-    await writeKeys(redis, writes, plan.columns);
+    await writeKeys(redis, writes);
     result.keys += writes.length;
   }
   return result;

@@ -94,18 +94,11 @@ export function rowToWrite(plan: TablePlan, row: readonly (string | null)[]): Ke
   const key = plan.layout.build(row.slice(0, n) as string[]);
   if (row[n] !== 't') return { key, delete: true };
   if (plan.format === 'json') return { key, json: row[n + 1] as string };
-  const values = row.slice(n + 1);
+  const hash: string[] = [];
+  for (let i = 0; i < plan.columns.length; i++) {
+    const value = row[n + 1 + i];
+    if (value !== null && value !== undefined) hash.push(plan.columns[i]!, value);
+  }
   // Redis cannot hold an empty hash: a row whose mirrored columns are all NULL has no key.
-  if (values.every((v) => v === null)) return { key, delete: true };
-  return { key, values: JSON.stringify(values) };
-}
-
-/** The fields a `values` write leaves in Redis, as HGETALL would return them. */
-export function hashFields(plan: TablePlan, values: string): Record<string, string> {
-  const parsed = JSON.parse(values) as (string | null)[];
-  const fields: Record<string, string> = {};
-  parsed.forEach((value, i) => {
-    if (value !== null) fields[plan.columns[i]!] = value;
-  });
-  return fields;
+  return hash.length === 0 ? { key, delete: true } : { key, hash };
 }

@@ -65,7 +65,7 @@ export async function copyTable(client: pg.ClientBase, redis: Redis, plan: Table
             done = true;
             return;
           }
-          writing = writeKeys(redis, page.rows.map((row) => rowToWrite(plan, row)), plan.columns);
+          writing = writeKeys(redis, page.rows.map((row) => rowToWrite(plan, row)));
           // Awaited below; until then a failure must not count as an unhandled rejection.
           writing.catch(() => undefined);
           rows += page.rows.length;

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import { readWrites } from '../daemon/apply-batch.js';
-import { hashFields, rowToWrite, type TablePlan } from '../daemon/table-plan.js';
+import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
 import { writeKeys, type KeyWrite } from '../redis/replace.js';
 import { scanKeys } from '../redis/scan.js';
 import { withApplyLock } from '../sync/apply-lock.js';
@@ -71,11 +71,11 @@ export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: Tab
       expected.forEach((write, i) => {
         const value = actual[i];
         if (value === undefined || value === null) note('missing', write.key);
-        else if (!sameValue(plan, write, value)) note('stale', write.key);
+        else if (!sameValue(write, value)) note('stale', write.key);
         else return;
         fixes.push(write);
       });
-      if (repair !== undefined) await writeKeys(redis, fixes, plan.columns);
+      if (repair !== undefined) await writeKeys(redis, fixes);
       last = page.rows[page.rows.length - 1]!.slice(0, plan.keyColumns.length) as string[];
       return page.rows.length === pageSize;
     });
@@ -111,12 +111,15 @@ async function readValues(redis: Redis, plan: TablePlan, keys: string[]): Promis
   });
 }
 
-function sameValue(plan: TablePlan, expected: KeyWrite, actual: Exclude<RedisValue, null>): boolean {
+function sameValue(expected: KeyWrite, actual: Exclude<RedisValue, null>): boolean {
   if ('json' in expected) return actual === expected.json;
-  if (!('values' in expected) || typeof actual === 'string') return false;
-  const want = hashFields(plan, expected.values);
+  if (!('hash' in expected) || typeof actual === 'string') return false;
   const fields = Object.keys(actual);
-  return fields.length === Object.keys(want).length && fields.every((f) => actual[f] === want[f]);
+  if (fields.length * 2 !== expected.hash.length) return false;
+  for (let i = 0; i < expected.hash.length; i += 2) {
+    if (actual[expected.hash[i]!] !== expected.hash[i + 1]) return false;
+  }
+  return true;
 }
 
 /** Keys under the layout whose row does not exist (or that no row would produce). */
