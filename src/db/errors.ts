@@ -39,6 +39,9 @@ export function describePgError(error: unknown, databaseUrl: string): Error {
     case '28P01':
     case '28000':
       return new UserError(`cannot log in to ${where}: ${e.message}; ${fix}`, { cause: error });
+    case '2BP01':
+      // uninstall drops its schema without CASCADE: something it did not create is in there.
+      return new UserError(`${where}: ${e.message}; pg-redis-mirror removes only what it created: move or drop those objects, then run uninstall again`, { cause: error });
     case '42501':
       return new UserError(`${where}: ${e.message}; grant the privilege (see the README's "Privileges") or connect as a role that has it`, { cause: error });
     case '57P03':
