@@ -5,40 +5,42 @@ CREATE OR REPLACE FUNCTION {{function}}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp{{settings}}
 AS {{tag}}
-DECLARE
-  keys text[];
-  n integer := 0;
-  i integer := 1;
 BEGIN
+  -- One journal row per statement (per 1000 keys): the common small statement costs a single
+  -- INSERT ... SELECT; a bigger one fails its HAVING and takes the chunked path instead.
   IF TG_LEVEL = 'ROW' THEN
     -- Fires only for rows whose key changed: the old key must leave Redis.
-    keys := ARRAY[{{old_key}}];
-  ELSIF TG_OP = 'DELETE' THEN
-    SELECT array_agg({{key}}) INTO keys FROM old_rows;
+    INSERT INTO {{schema}}.journal (rel, keys) VALUES (TG_RELID, ARRAY[{{old_key}}]);
   ELSIF TG_OP = 'TRUNCATE' THEN
     INSERT INTO {{schema}}.journal (rel, op) VALUES (TG_RELID, 't');
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO {{schema}}.journal (rel, keys)
+      SELECT TG_RELID, array_agg({{key}}) FROM old_rows HAVING count(*) BETWEEN 1 AND 1000;
+    IF NOT FOUND THEN
+      INSERT INTO {{schema}}.journal (rel, keys)
+        SELECT TG_RELID, array_agg(k) FROM (SELECT {{key}} AS k, row_number() OVER () - 1 AS i FROM old_rows) s GROUP BY i / 1000;
+      IF NOT FOUND THEN
+        RETURN NULL;
+      END IF;
+    END IF;
   ELSE
-    SELECT array_agg({{key}}) INTO keys FROM new_rows;
-  END IF;
-  n := coalesce(array_length(keys, 1), 0);
-  IF n > 0 AND n <= 1000 THEN
-    INSERT INTO {{schema}}.journal (rel, keys) VALUES (TG_RELID, keys);
-  ELSIF n > 1000 THEN
-    -- Big statements are split so that the daemon can bound the keys it claims per batch.
-    WHILE i <= n LOOP
-      INSERT INTO {{schema}}.journal (rel, keys) VALUES (TG_RELID, keys[i:i + 999]);
-      i := i + 1000;
-    END LOOP;
-  ELSIF TG_OP <> 'TRUNCATE' THEN
-    RETURN NULL;
+    INSERT INTO {{schema}}.journal (rel, keys)
+      SELECT TG_RELID, array_agg({{key}}) FROM new_rows HAVING count(*) BETWEEN 1 AND 1000;
+    IF NOT FOUND THEN
+      INSERT INTO {{schema}}.journal (rel, keys)
+        SELECT TG_RELID, array_agg(k) FROM (SELECT {{key}} AS k, row_number() OVER () - 1 AS i FROM new_rows) s GROUP BY i / 1000;
+      IF NOT FOUND THEN
+        RETURN NULL;
+      END IF;
+    END IF;
   END IF;
   -- Wake the daemon only when it is idle: an idle daemon holds this lock exclusively. A busy
   -- one does not, and then this transaction holds it shared until it commits, so the daemon
   -- cannot go idle before it has seen this change. Most transactions under load therefore
-  -- skip NOTIFY, whose commit-time lock would serialize them. The payload is a wake-up only:
-  -- table and count, never row data (every database user can LISTEN).
+  -- skip NOTIFY, whose commit-time lock would serialize them. The payload is a wake-up only,
+  -- never row data (every database user can LISTEN); identical ones fold within a transaction.
   IF NOT pg_try_advisory_xact_lock_shared({{wake_lock}}) THEN
-    PERFORM pg_notify({{channel}}, '{"rel":' || TG_RELID || ',"n":' || n || '}');
+    PERFORM pg_notify({{channel}}, '{"rel":' || TG_RELID || '}');
   END IF;
   RETURN NULL;
 END

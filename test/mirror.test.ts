@@ -165,10 +165,15 @@ describe('the daemon mirrors changes', () => {
     daemons = [];
     await scratch.pool.query(`INSERT INTO offline SELECT g, g FROM generate_series(1, 5000) g`);
     await scratch.pool.query(`UPDATE offline SET v = -v WHERE id < 100`);
+    await scratch.pool.query(`DELETE FROM offline WHERE id > 2500`);
+    // Statements journal their keys 1000 to a row: 5 rows for the INSERT, 1 for the UPDATE, 3 for the DELETE.
+    const journal = await scratch.pool.query(`SELECT array_length(keys, 1) AS n FROM ${config.schema}.journal ORDER BY id`);
+    expect(journal.rows.map((r) => Number(r.n)).sort((a, b) => a - b)).toEqual([99, 500, 1000, 1000, 1000, 1000, 1000, 1000, 1000]);
     expect(await scratch.redis.exists(key('public.offline', '1'))).toBe(0);
     daemons.push(await startDaemon(config, { pollIntervalMs: 60_000 }));
     await settle(scratch, config);
     expect(await scratch.redis.hget(key('public.offline', '1'), 'v')).toBe('-1');
+    expect(await scratch.redis.exists(key('public.offline', '2501'))).toBe(0);
     await expectMirrorClean(scratch, config);
   });
 

@@ -6,7 +6,7 @@ import { listenApplicationName } from './app-names.js';
 // pg-listen is CommonJS with `exports.default`: under NodeNext its function is pgListen.default.
 const createSubscriber = pgListen.default;
 
-export type Wakeup = { kind: 'change'; rel: number; n: number } | { kind: 'reload' };
+export type Wakeup = { kind: 'change'; rel: number } | { kind: 'reload' };
 
 /** Reads a payload the triggers or `install` sent; anything else (foreign, malformed) is null. */
 export function parseWakeup(payload: unknown): Wakeup | null {
@@ -20,9 +20,7 @@ export function parseWakeup(payload: unknown): Wakeup | null {
   if (typeof data !== 'object' || data === null) return null;
   const record = data as Record<string, unknown>;
   if (record.event === 'reload' && Object.keys(record).length === 1) return { kind: 'reload' };
-  if (Number.isInteger(record.rel) && Number.isInteger(record.n) && Object.keys(record).length === 2) {
-    return { kind: 'change', rel: record.rel as number, n: record.n as number };
-  }
+  if (Number.isInteger(record.rel) && Object.keys(record).length === 1) return { kind: 'change', rel: record.rel as number };
   return null;
 }
 

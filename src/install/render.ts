@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { formatTableName } from '../config/table-name.js';
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
-import { renderSqlFile } from '../sql/template.js';
+import { renderSqlFile, sqlFileText } from '../sql/template.js';
 import { SCHEMA_VERSION } from '../version.js';
 import { captureFunctionName, installLockKey, triggerNames, wakeLockKey } from './names.js';
 import { keyNeedsCanonicalSettings, type TableSpec } from './spec.js';
@@ -35,6 +35,8 @@ export function captureFunction(toolSchema: string, schema: string, table: strin
 export function specHash(toolSchema: string, spec: TableSpec): string {
   const shape = {
     version: SCHEMA_VERSION,
+    // A changed capture template (a new release) makes every table's install out of date.
+    template: sqlFileText('table.sql'),
     toolSchema,
     keys: spec.keyColumns.map((c) => [c.name, c.type]),
     stored: spec.stored,

@@ -4,7 +4,8 @@ import { dollarTag } from './quote.js';
 const SQL_DIR = new URL('../../sql/', import.meta.url);
 const cache = new Map<string, string>();
 
-function load(name: string): string {
+/** The text of a file in sql/, before its placeholders are filled. */
+export function sqlFileText(name: string): string {
   let text = cache.get(name);
   if (text === undefined) {
     text = readFileSync(new URL(name, SQL_DIR), 'utf8');
@@ -20,7 +21,7 @@ function load(name: string): string {
  */
 export function renderSqlFile(name: string, vars: Record<string, string>): string {
   const tag = dollarTag(Object.values(vars).join('\n'));
-  return load(name).replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+  return sqlFileText(name).replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
     if (key === 'tag') return tag;
     const value = vars[key];
     if (value === undefined) throw new Error(`sql/${name}: no value for {{${key}}}`);
