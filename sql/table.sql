@@ -62,4 +62,4 @@ INSERT INTO {{schema}}.tables (rel, schema_name, table_name, spec, spec_hash)
 VALUES ({{table_literal}}::regclass, {{schema_name_literal}}, {{table_name_literal}}, {{spec_literal}}::jsonb, {{hash_literal}})
 ON CONFLICT (rel) DO UPDATE SET spec = EXCLUDED.spec, spec_hash = EXCLUDED.spec_hash, installed_at = now(),
   -- keys written under other options must be copied again
-  synced_at = CASE WHEN {{schema}}.tables.spec_hash = EXCLUDED.spec_hash THEN {{schema}}.tables.synced_at END;
+  synced_at = CASE WHEN {{schema}}.tables.spec = EXCLUDED.spec THEN {{schema}}.tables.synced_at END;

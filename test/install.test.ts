@@ -79,6 +79,12 @@ describe('install', () => {
     const enabled = await scratch.pool.query(`SELECT tgenabled FROM pg_trigger WHERE tgname = $1`, [`${config.schema}_insert`]);
     expect(enabled.rows.map((r) => r.tgenabled)).toEqual(['O', 'O']);
 
+    // A new release's capture function (here: a stale hash) is installed without forgetting the last copy.
+    await scratch.pool.query(`UPDATE ${config.schema}.tables SET spec_hash = 'from an older release', synced_at = now()`);
+    expect((await install(changed, scratch.pool)).tables).toContainEqual({ table: 'public.a2', action: 'update', reason: 'capture function upgraded' });
+    const synced = await scratch.pool.query(`SELECT count(*) AS n FROM ${config.schema}.tables WHERE synced_at IS NOT NULL`);
+    expect(synced.rows[0].n).toBe('2');
+
     const onlyA = { ...changed, tables: changed.tables.filter((t) => t.name === 'a2') };
     const removal = await install(onlyA, scratch.pool);
     expect(removal.tables).toContainEqual({ table: 'public.b2', action: 'remove' });

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type pg from 'pg';
 import { sql } from 'kysely';
 import type { Config } from '../config/load.js';
@@ -75,7 +76,10 @@ export async function planInstall(db: Db, config: Config): Promise<Plan> {
 }
 
 function updateReason(toolSchema: string, spec: TableSpec, installed: InstalledTable): string | undefined {
-  if (installed.specHash !== specHash(toolSchema, spec)) return 'options changed';
+  if (installed.specHash !== specHash(toolSchema, spec)) {
+    // Same options, other hash: the tool's capture function changed (an upgrade).
+    return isDeepStrictEqual(installed.spec, spec.stored) ? 'capture function upgraded' : 'options changed';
+  }
   if (!installed.functionExists) return 'capture function missing';
   if (installed.triggersPresent < TRIGGERS_PER_TABLE) return 'trigger dropped';
   if (installed.triggersEnabled < TRIGGERS_PER_TABLE) return 'trigger disabled';
