@@ -42,7 +42,7 @@ const MAX_RETRY_DELAY_MS = 10_000;
  * While busy (changes arriving without NOTIFY), drain this often: long enough that batches
  * under load carry many keys, short enough to keep latency low.
  */
-const BUSY_POLL_MS = 10;
+const BUSY_POLL_MS = 25;
 /** While busy, poll again after one millisecond per this many keys the last drain found (up to BUSY_POLL_MS). */
 const BUSY_KEYS_PER_MS = 5;
 
