@@ -56,7 +56,6 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private readonly logger: Logger;
   private readonly db: Db;
   private readonly claimText: string;
-  private readonly beginText: string;
   private plans = new Map<number, TablePlan>();
   private registryStale = false;
   private listener: WakeupListener | undefined;
@@ -80,11 +79,13 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     super();
     this.logger = options.logger ?? silentLogger;
     this.db = createDb(pool);
-    this.claimText = claimSql(options.schema);
     const [a, b] = applyLockKey(options.schema);
-    // synchronous_commit off: a batch whose commit is lost in a server crash only comes back
-    // as journal rows, and applying them again is harmless; the application's commits stay durable.
-    this.beginText = `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b})`;
+    // BEGIN, the shared apply lock and the claim in one round trip. synchronous_commit off: a
+    // batch whose commit is lost in a server crash only comes back as journal rows, and
+    // applying them again is harmless; the application's commits stay durable.
+    this.claimText =
+      `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b}); ` +
+      claimSql(options.schema, options.batchSize);
     this.wakeLock = wakeLockKey(options.schema);
   }
 
@@ -262,8 +263,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private async applyOneBatch(): Promise<number> {
     const client = await this.workerClient();
     try {
-      await client.query(this.beginText);
-      const entries = await claimBatch(client, this.claimText, this.options.batchSize);
+      const entries = await claimBatch(client, this.claimText);
       if (entries.length === 0) {
         await client.query('COMMIT');
         return 0;
