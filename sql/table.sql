@@ -13,22 +13,13 @@ BEGIN
     INSERT INTO {{schema}}.journal (rel, keys) VALUES (TG_RELID, ARRAY[{{old_key}}]);
   ELSIF TG_OP = 'TRUNCATE' THEN
     INSERT INTO {{schema}}.journal (rel, op) VALUES (TG_RELID, 't');
-  ELSIF TG_OP = 'DELETE' THEN
-    INSERT INTO {{schema}}.journal (rel, keys)
-      SELECT TG_RELID, array_agg({{key}}) FROM old_rows HAVING count(*) BETWEEN 1 AND 1000;
-    IF NOT FOUND THEN
-      INSERT INTO {{schema}}.journal (rel, keys)
-        SELECT TG_RELID, array_agg(k) FROM (SELECT {{key}} AS k, row_number() OVER () - 1 AS i FROM old_rows) s GROUP BY i / 1000;
-      IF NOT FOUND THEN
-        RETURN NULL;
-      END IF;
-    END IF;
   ELSE
+    -- changed_rows: the new rows of an INSERT or UPDATE, the old rows of a DELETE.
     INSERT INTO {{schema}}.journal (rel, keys)
-      SELECT TG_RELID, array_agg({{key}}) FROM new_rows HAVING count(*) BETWEEN 1 AND 1000;
+      SELECT TG_RELID, array_agg({{key}}) FROM changed_rows HAVING count(*) BETWEEN 1 AND 1000;
     IF NOT FOUND THEN
       INSERT INTO {{schema}}.journal (rel, keys)
-        SELECT TG_RELID, array_agg(k) FROM (SELECT {{key}} AS k, row_number() OVER () - 1 AS i FROM new_rows) s GROUP BY i / 1000;
+        SELECT TG_RELID, array_agg(k) FROM (SELECT {{key}} AS k, row_number() OVER () - 1 AS i FROM changed_rows) s GROUP BY i / 1000;
       IF NOT FOUND THEN
         RETURN NULL;
       END IF;
@@ -48,11 +39,11 @@ END
 REVOKE ALL ON FUNCTION {{function}}() FROM PUBLIC;
 
 CREATE OR REPLACE TRIGGER {{trigger_insert}} AFTER INSERT ON {{table}}
-  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
+  REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
 CREATE OR REPLACE TRIGGER {{trigger_update}} AFTER UPDATE ON {{table}}
-  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
+  REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
 CREATE OR REPLACE TRIGGER {{trigger_delete}} AFTER DELETE ON {{table}}
-  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
+  REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
 CREATE OR REPLACE TRIGGER {{trigger_truncate}} AFTER TRUNCATE ON {{table}}
   FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
 CREATE OR REPLACE TRIGGER {{trigger_key_change}} AFTER UPDATE ON {{table}}
