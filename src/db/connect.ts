@@ -67,18 +67,6 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
   return pool;
 }
 
-export async function connectClient(databaseUrl: string, applicationName?: string): Promise<pg.Client> {
-  const client = new pg.Client(clientConfig(databaseUrl, applicationName));
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-  } catch (error) {
-    await client.end().catch(() => undefined);
-    throw describePgError(error, databaseUrl);
-  }
-  return client;
-}
-
 /** Fails with a clear UserError when PostgreSQL cannot be reached or logged into. */
 export async function checkPool(pool: pg.Pool, databaseUrl: string): Promise<void> {
   try {
@@ -88,4 +76,3 @@ export async function checkPool(pool: pg.Pool, databaseUrl: string): Promise<voi
   }
 }
 
-export { UserError };
