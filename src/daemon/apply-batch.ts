@@ -49,27 +49,33 @@ export async function readWrites(client: pg.ClientBase, plan: TablePlan, keys: I
   return result.rows.map((row) => rowToWrite(plan, row));
 }
 
-export async function applyChanges(
-  client: pg.ClientBase,
-  redis: Redis,
-  plans: ReadonlyMap<number, TablePlan>,
-  entries: readonly JournalEntry[],
-): Promise<BatchResult> {
-  const result: BatchResult = { entries: entries.length, keys: 0, truncates: 0, skipped: 0 };
+/** A batch read from PostgreSQL and ready to be written: per table, in journal order. */
+export interface ReadBatch {
+  result: BatchResult;
+  steps: { truncatePattern: string | undefined; writes: KeyWrite[] }[];
+}
+
+/** Re-reads the current rows of every key in `entries`: the PostgreSQL half of a batch. */
+export async function readBatch(client: pg.ClientBase, plans: ReadonlyMap<number, TablePlan>, entries: readonly JournalEntry[]): Promise<ReadBatch> {
+  const batch: ReadBatch = { result: { entries: entries.length, keys: 0, truncates: 0, skipped: 0 }, steps: [] };
   for (const [rel, changes] of groupByTable(entries)) {
     const plan = plans.get(rel);
     if (plan === undefined) {
-      result.skipped += 1;
+      batch.result.skipped += 1;
       continue;
     }
-    if (changes.truncate) {
-      await deleteMatching(redis, plan.layout.pattern);
-      result.truncates += 1;
-    }
-    if (changes.keys.size === 0) continue;
-    const writes = await readWrites(client, plan, changes.keys.values());
-    await writeKeys(redis, writes);
-    result.keys += writes.length;
+    if (changes.truncate) batch.result.truncates += 1;
+    const writes = changes.keys.size === 0 ? [] : await readWrites(client, plan, changes.keys.values());
+    batch.result.keys += writes.length;
+    batch.steps.push({ truncatePattern: changes.truncate ? plan.layout.pattern : undefined, writes });
   }
-  return result;
+  return batch;
+}
+
+/** The Redis half of a batch: each table's TRUNCATE (if any) before its keys. */
+export async function writeBatch(redis: Redis, batch: ReadBatch): Promise<void> {
+  for (const step of batch.steps) {
+    if (step.truncatePattern !== undefined) await deleteMatching(redis, step.truncatePattern);
+    await writeKeys(redis, step.writes);
+  }
 }

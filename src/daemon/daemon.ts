@@ -7,7 +7,7 @@ import { createDb, type Db } from '../db/kysely.js';
 import { UserError, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { connectRedis } from '../redis/connect.js';
-import { applyChanges, type BatchResult } from './apply-batch.js';
+import { readBatch, writeBatch, type BatchResult } from './apply-batch.js';
 import { claimBatch, claimSql } from './journal.js';
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
@@ -38,6 +38,8 @@ export interface DaemonEvents {
 }
 
 const MAX_RETRY_DELAY_MS = 10_000;
+/** A drain commits at least this often (see drain). */
+const COMMIT_EVERY_MS = 250;
 /**
  * While busy (changes arriving without NOTIFY), drain this often: long enough that batches
  * under load carry many keys, short enough to keep latency low.
@@ -55,7 +57,10 @@ const BUSY_KEYS_PER_MS = 5;
 export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private readonly logger: Logger;
   private readonly db: Db;
+  /** Claims the next batch in the open transaction. */
   private readonly claimText: string;
+  /** Opens the transaction, takes the shared apply lock and claims, in one round trip. */
+  private readonly beginClaimText: string;
   private plans = new Map<number, TablePlan>();
   private registryStale = false;
   private listener: WakeupListener | undefined;
@@ -83,9 +88,9 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     // BEGIN, the shared apply lock and the claim in one round trip. synchronous_commit off: a
     // batch whose commit is lost in a server crash only comes back as journal rows, and
     // applying them again is harmless; the application's commits stay durable.
-    this.claimText =
-      `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b}); ` +
-      claimSql(options.schema, options.batchSize);
+    this.claimText = claimSql(options.schema, options.batchSize);
+    this.beginClaimText =
+      `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b}); ` + this.claimText;
     this.wakeLock = wakeLockKey(options.schema);
   }
 
@@ -193,15 +198,58 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     }
   }
 
-  /** Applies batches until the journal has nothing visible left; returns the keys claimed. */
+  /**
+   * Applies batches until the journal has nothing visible left; returns the keys claimed.
+   *
+   * Batches are pipelined inside one transaction: while Redis writes batch N, PostgreSQL claims
+   * and re-reads batch N+1 on the same connection. Order is kept because the re-read of N+1
+   * sees at least what N saw, and Redis runs one connection's commands in the order sent.
+   * Nothing is committed until every batch in the transaction is in Redis, so a failure
+   * anywhere rolls all of them back into the journal. The transaction is committed at least
+   * every COMMIT_EVERY_MS, which bounds what a retry repeats and how long copies wait.
+   */
   private async drain(): Promise<number> {
+    const client = await this.workerClient();
     let total = 0;
-    for (;;) {
-      if (this.stopping) return total;
-      if (this.registryStale) await this.reloadRegistry();
-      const claimed = await this.applyOneBatch();
-      total += claimed;
-      if (claimed < this.options.batchSize) return total;
+    let open = false;
+    let opened = 0;
+    let writing: Promise<void> | undefined;
+    let results: BatchResult[] = [];
+    const commit = async (): Promise<void> => {
+      await writing;
+      writing = undefined;
+      await client.query('COMMIT');
+      open = false;
+      for (const result of results) this.emit('batch', result);
+      results = [];
+    };
+    try {
+      for (;;) {
+        if (this.stopping) break;
+        if (this.registryStale) await this.reloadRegistry();
+        if (!open) opened = performance.now();
+        const entries = await claimBatch(client, open ? this.claimText : this.beginClaimText);
+        open = true;
+        if (entries.length === 0) break;
+        if (entries.some((e) => !this.plans.has(e.rel))) await this.reloadRegistry();
+        const batch = await readBatch(client, this.plans, entries);
+        await writing;
+        writing = writeBatch(this.redis, batch);
+        // A rejection is seen by the next await of `writing`; until then it must not count as unhandled.
+        writing.catch(() => undefined);
+        results.push(batch.result);
+        this.logger.debug(batch.result, 'batch read');
+        const claimed = entries.reduce((sum, e) => sum + Math.max(e.keys.length, 1), 0);
+        total += claimed;
+        if (claimed < this.options.batchSize) break;
+        if (performance.now() - opened >= COMMIT_EVERY_MS) await commit();
+      }
+      if (open) await commit();
+      return total;
+    } catch (error) {
+      await writing?.catch(() => undefined);
+      if (open) await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
     }
   }
 
@@ -214,7 +262,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     let delay = 1;
     while (!this.stopping) {
       if (await this.setIdle(true)) {
-        if ((await this.applyOneBatch()) === 0) {
+        if ((await this.drain()) === 0) {
           this.emit('idle');
           return;
         }
@@ -258,27 +306,6 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.worker.release(error instanceof Error ? error : new Error(String(error)));
     this.worker = undefined;
     this.idle = false;
-  }
-
-  private async applyOneBatch(): Promise<number> {
-    const client = await this.workerClient();
-    try {
-      const entries = await claimBatch(client, this.claimText);
-      if (entries.length === 0) {
-        await client.query('COMMIT');
-        return 0;
-      }
-      if (entries.some((e) => !this.plans.has(e.rel))) await this.reloadRegistry();
-      const started = performance.now();
-      const result = await applyChanges(client, this.redis, this.plans, entries);
-      await client.query('COMMIT');
-      this.logger.debug({ ...result, ms: Math.round(performance.now() - started) }, 'batch applied');
-      this.emit('batch', result);
-      return entries.reduce((sum, e) => sum + Math.max(e.keys.length, 1), 0);
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    }
   }
 
   /** Finishes the batch in flight (its journal rows are then committed), then disconnects. */
