@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { bulkString, sendEncoded } from './encoded-command.js';
 
 /**
  * What one key must become: a hash (field/value pairs, NULL columns left out), a string
@@ -10,77 +12,110 @@ export type KeyWrite =
   | { key: string; delete: true };
 
 /**
- * Replaces each key atomically: DEL then HSET inside one Lua script, so no reader sees half a
- * row or a field left from an older version (plain HSET would keep a column set to NULL).
+ * Replaces each key atomically, inside one Lua script, so no reader sees half a row.
+ * A hash is overwritten in place with HSET, which is cheaper than DEL and a fresh HSET (the
+ * common case: the same fields, new values). A field HSET did not write (a column now NULL, or
+ * no longer mirrored) shows as HLEN above the field count; only then is the key deleted and
+ * written afresh. HSET on a key of another type (a format change) fails, and is done the same way.
  * ARGV per key: 'h', field count, pairs... | 's', value | 'd'.
  */
 const REPLACE_LUA = `
 local a = 1
 for i = 1, #KEYS do
+  local k = KEYS[i]
   local m = ARGV[a]
   if m == 'h' then
     local n = tonumber(ARGV[a + 1])
-    redis.call('DEL', KEYS[i])
-    if n > 0 then
-      redis.call('HSET', KEYS[i], unpack(ARGV, a + 2, a + 1 + 2 * n))
+    local last = a + 1 + 2 * n
+    if n == 0 then
+      redis.call('DEL', k)
+    else
+      local ok = redis.pcall('HSET', k, unpack(ARGV, a + 2, last))
+      if type(ok) == 'table' or redis.call('HLEN', k) ~= n then
+        redis.call('DEL', k)
+        redis.call('HSET', k, unpack(ARGV, a + 2, last))
+      end
     end
-    a = a + 2 + 2 * n
+    a = last + 1
   elseif m == 's' then
-    redis.call('SET', KEYS[i], ARGV[a + 1])
+    redis.call('SET', k, ARGV[a + 1])
     a = a + 2
   else
-    redis.call('DEL', KEYS[i])
+    redis.call('DEL', k)
     a = a + 1
   end
 end
 return #KEYS
 `;
 
-interface ReplaceCommand {
-  prmReplace(args: string[]): Promise<number>;
-}
+const REPLACE_SHA = createHash('sha1').update(REPLACE_LUA).digest('hex');
+const EVALSHA_HEAD = bulkString('EVALSHA') + bulkString(REPLACE_SHA);
+const HASH = bulkString('h');
+const STRING = bulkString('s');
+const DELETE = bulkString('d');
 
 /** Keys and bytes per script call: big enough to amortise the call, small enough not to stall Redis. */
 const MAX_KEYS_PER_CALL = 500;
 const MAX_BYTES_PER_CALL = 4 * 1024 * 1024;
 const MAX_ARGS_PER_CALL = 50_000;
 
-export function defineReplace(redis: Redis): Redis & ReplaceCommand {
-  if (!('prmReplace' in redis)) redis.defineCommand('prmReplace', { lua: REPLACE_LUA });
-  return redis as Redis & ReplaceCommand;
+/** One script call's RESP text: KEYS and ARGV built side by side. */
+interface Call {
+  keys: number;
+  args: number;
+  keyText: string;
+  argText: string;
 }
 
+function send(redis: Redis, call: Call): Promise<unknown> {
+  return sendEncoded(redis, 'evalsha', 3 + call.keys + call.args, EVALSHA_HEAD + bulkString(String(call.keys)) + call.keyText + call.argText);
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+/**
+ * Writes each key as described (see REPLACE_LUA). The keys must be distinct: calls run in
+ * parallel, and a call Redis rejected because its script cache was empty (after a restart) is
+ * sent again after loading the script.
+ */
 export async function writeKeys(redis: Redis, writes: readonly KeyWrite[]): Promise<void> {
   if (writes.length === 0) return;
-  const client = defineReplace(redis);
-  const calls: Promise<number>[] = [];
-  let keys: string[] = [];
-  let args: string[] = [];
+  const calls: Call[] = [];
+  let call: Call = { keys: 0, args: 0, keyText: '', argText: '' };
   let bytes = 0;
-  const flush = (): void => {
-    if (keys.length === 0) return;
-    calls.push(client.prmReplace([String(keys.length)].concat(keys, args)));
-    keys = [];
-    args = [];
-    bytes = 0;
-  };
   for (const write of writes) {
-    keys.push(write.key);
+    call.keys += 1;
+    call.keyText += bulkString(write.key);
     bytes += write.key.length;
     if ('hash' in write) {
-      args.push('h', String(write.hash.length / 2));
+      call.args += 2 + write.hash.length;
+      call.argText += HASH + bulkString(String(write.hash.length / 2));
       for (const part of write.hash) {
-        args.push(part);
+        call.argText += bulkString(part);
         bytes += part.length;
       }
     } else if ('json' in write) {
-      args.push('s', write.json);
+      call.args += 2;
+      call.argText += STRING + bulkString(write.json);
       bytes += write.json.length;
     } else {
-      args.push('d');
+      call.args += 1;
+      call.argText += DELETE;
     }
-    if (keys.length >= MAX_KEYS_PER_CALL || bytes >= MAX_BYTES_PER_CALL || args.length >= MAX_ARGS_PER_CALL) flush();
+    if (call.keys >= MAX_KEYS_PER_CALL || bytes >= MAX_BYTES_PER_CALL || call.args >= MAX_ARGS_PER_CALL) {
+      calls.push(call);
+      call = { keys: 0, args: 0, keyText: '', argText: '' };
+      bytes = 0;
+    }
   }
-  flush();
-  await Promise.all(calls);
+  if (call.keys > 0) calls.push(call);
+  const outcomes = await Promise.allSettled(calls.map((c) => send(redis, c)));
+  const failed = outcomes.flatMap((outcome, i) => (outcome.status === 'rejected' ? [{ call: calls[i]!, error: outcome.reason as unknown }] : []));
+  if (failed.length === 0) return;
+  const other = failed.find((f) => !isNoScript(f.error));
+  if (other !== undefined) throw other.error;
+  await redis.script('LOAD', REPLACE_LUA);
+  await Promise.all(failed.map((f) => send(redis, f.call)));
 }
