@@ -6,9 +6,10 @@ import { describePgError } from '../db/errors.js';
 import { createDb, type Db } from '../db/kysely.js';
 import { UserError, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { sql } from 'kysely';
 import { connectRedis } from '../redis/connect.js';
-import { readBatch, writeBatch, type BatchResult } from './apply-batch.js';
-import { claimBatch, claimSql } from './journal.js';
+import { writeBatch, type BatchResult } from './apply-batch.js';
+import { buildApplyStatement, claimAndRead, type ApplyStatement } from './apply-statement.js';
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
 import { listenForWakeups, type WakeupListener } from './wakeups.js';
@@ -57,10 +58,14 @@ const BUSY_KEYS_PER_MS = 5;
 export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private readonly logger: Logger;
   private readonly db: Db;
-  /** Claims the next batch in the open transaction. */
-  private readonly claimText: string;
-  /** Opens the transaction, takes the shared apply lock and claims, in one round trip. */
-  private readonly beginClaimText: string;
+  /** Opens a batch transaction and takes the shared apply lock, in one round trip. */
+  private readonly beginText: string;
+  /** Claims and reads a batch; rebuilt with the registry. */
+  private statement: ApplyStatement | undefined;
+  private generation = 0;
+  private utf8Server = true;
+  /** Tables with journal rows that a fresh registry still does not know (uninstalled): their rows are dropped. */
+  private ignoredRels = new Set<number>();
   private plans = new Map<number, TablePlan>();
   private registryStale = false;
   private listener: WakeupListener | undefined;
@@ -88,9 +93,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     // BEGIN, the shared apply lock and the claim in one round trip. synchronous_commit off: a
     // batch whose commit is lost in a server crash only comes back as journal rows, and
     // applying them again is harmless; the application's commits stay durable.
-    this.claimText = claimSql(options.schema, options.batchSize);
-    this.beginClaimText =
-      `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b}); ` + this.claimText;
+    this.beginText = `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b})`;
     this.wakeLock = wakeLockKey(options.schema);
   }
 
@@ -163,6 +166,10 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     for (const problem of registry.problems) this.logger.warn(problem);
     this.plans = registry.plans;
     this.registryStale = false;
+    this.ignoredRels.clear();
+    const encoding = await sql<{ encoding: string }>`SELECT pg_catalog.current_setting('server_encoding') AS encoding`.execute(this.db);
+    this.utf8Server = encoding.rows[0]?.encoding === 'UTF8';
+    this.statement = buildApplyStatement(this.options.schema, [...this.plans.values()], this.options.batchSize, ++this.generation, this.utf8Server);
   }
 
   /** Schedules a drain; calls while one runs make it go around once more. */
@@ -227,19 +234,33 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       for (;;) {
         if (this.stopping) break;
         if (this.registryStale) await this.reloadRegistry();
-        if (!open) opened = performance.now();
-        const entries = await claimBatch(client, open ? this.claimText : this.beginClaimText);
-        open = true;
-        if (entries.length === 0) break;
-        if (entries.some((e) => !this.plans.has(e.rel))) await this.reloadRegistry();
-        const batch = await readBatch(client, this.plans, entries);
+        if (!open) {
+          await client.query(this.beginText);
+          open = true;
+          opened = performance.now();
+        }
+        const batch = await claimAndRead(client, this.statement!, this.plans);
+        if (batch.claimedKeys === 0) break;
+        if (batch.unknown.some((rel) => !this.ignoredRels.has(rel))) {
+          // Installed since the statement was built: claim these rows again with one that knows them.
+          await writing?.catch(() => undefined);
+          writing = undefined;
+          await client.query('ROLLBACK');
+          open = false;
+          results = [];
+          total = 0;
+          await this.reloadRegistry();
+          for (const rel of batch.unknown) if (!this.plans.has(rel)) this.ignoredRels.add(rel);
+          continue;
+        }
+        batch.result.skipped = batch.unknown.length;
         await writing;
         writing = writeBatch(this.redis, batch);
         // A rejection is seen by the next await of `writing`; until then it must not count as unhandled.
         writing.catch(() => undefined);
         results.push(batch.result);
         this.logger.debug(batch.result, 'batch read');
-        const claimed = entries.reduce((sum, e) => sum + Math.max(e.keys.length, 1), 0);
+        const claimed = batch.claimedKeys;
         total += claimed;
         if (claimed < this.options.batchSize) break;
         if (performance.now() - opened >= COMMIT_EVERY_MS) await commit();

@@ -76,7 +76,7 @@ export function buildTablePlan(info: TableInfo, spec: StoredSpec, planId: number
   };
 }
 
-function jsonExpression(columns: readonly string[]): string {
+export function jsonExpression(columns: readonly string[]): string {
   const calls: string[] = [];
   for (let i = 0; i < columns.length; i += JSON_PAIRS_PER_CALL) {
     const pairs = columns.slice(i, i + JSON_PAIRS_PER_CALL).map((c) => `${quoteLiteral(c)}, t.${quoteIdent(c)}`);

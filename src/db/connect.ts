@@ -23,8 +23,13 @@ export const CANONICAL_SETTINGS: ReadonlyArray<readonly [string, string]> = [
   ['bytea_output', 'hex'],
 ];
 
-/** Startup `options`, so the settings hold from the first query of every connection. */
-const SETTINGS_OPTIONS = CANONICAL_SETTINGS.map(([name, value]) => `-c ${name}=${value.replace(/ /g, '')}`).join(' ');
+/**
+ * Startup `options`, so the settings hold from the first query of every connection. node-postgres
+ * decodes text as UTF-8, so that is what the server must send whatever its own encoding.
+ */
+const SETTINGS_OPTIONS = [...CANONICAL_SETTINGS, ['client_encoding', 'UTF8']]
+  .map(([name, value]) => `-c ${name}=${value!.replace(/ /g, '')}`)
+  .join(' ');
 
 export function clientConfig(databaseUrl: string, applicationName = 'pg-redis-mirror'): pg.ClientConfig {
   return { connectionString: connectionString(databaseUrl), application_name: applicationName, types: textTypes };

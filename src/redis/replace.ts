@@ -8,6 +8,8 @@ import { bulkString, sendEncoded } from './encoded-command.js';
  */
 export type KeyWrite =
   | { key: string; hash: string[] }
+  /** A hash whose field/value pairs are already RESP bulk strings (see apply-statement). */
+  | { key: string; fields: number; encoded: string }
   | { key: string; json: string }
   | { key: string; delete: true };
 
@@ -96,6 +98,10 @@ export async function writeKeys(redis: Redis, writes: readonly KeyWrite[]): Prom
         call.argText += bulkString(part);
         bytes += part.length;
       }
+    } else if ('encoded' in write) {
+      call.args += 2 + 2 * write.fields;
+      call.argText += HASH + bulkString(String(write.fields)) + write.encoded;
+      bytes += write.encoded.length;
     } else if ('json' in write) {
       call.args += 2;
       call.argText += STRING + bulkString(write.json);

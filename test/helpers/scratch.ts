@@ -7,7 +7,7 @@ import { resolveConfig, type Config, type TableConfig } from '../../src/config/l
 import { connectRedis } from '../../src/redis/connect.js';
 import { deleteMatching } from '../../src/redis/scan.js';
 import { escapeGlob } from '../../src/redis/keys.js';
-import { quoteIdent } from '../../src/sql/quote.js';
+import { quoteIdent, quoteLiteral } from '../../src/sql/quote.js';
 import { MirrorDaemon } from '../../src/daemon/daemon.js';
 import { waitForEmptyJournal } from '../../src/daemon/backlog.js';
 import { install } from '../../src/install/install.js';
@@ -31,12 +31,14 @@ export interface Scratch {
   cleanup(): Promise<void>;
 }
 
-export async function createScratch(label: string): Promise<Scratch> {
+/** `encoding`: a database in another server encoding than the cluster's default (UTF8). */
+export async function createScratch(label: string, options: { encoding?: 'LATIN1' } = {}): Promise<Scratch> {
   const suffix = randomBytes(4).toString('hex');
   const database = `prm_test_${label}_${suffix}`;
   const admin = new pg.Client(clientConfig(BASE_DATABASE_URL));
   await admin.connect();
-  await admin.query(`CREATE DATABASE ${quoteIdent(database)}`);
+  const encoding = options.encoding === undefined ? '' : ` ENCODING ${quoteLiteral(options.encoding)} LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`;
+  await admin.query(`CREATE DATABASE ${quoteIdent(database)}${encoding}`);
   await admin.end();
   const databaseUrl = withDatabase(BASE_DATABASE_URL, database);
   const prefix = `test:${label}:${suffix}:`;

@@ -1,0 +1,164 @@
+import type pg from 'pg';
+import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
+import type { KeyWrite } from '../redis/replace.js';
+import type { BatchResult, ReadBatch } from './apply-batch.js';
+import { jsonExpression, type TablePlan } from './table-plan.js';
+
+/**
+ * The daemon's whole PostgreSQL side of a batch in one statement: claim the oldest journal
+ * rows (DELETE ... RETURNING), fold them into distinct keys per table (dropping keys an
+ * in-batch TRUNCATE wiped), and read each key's current row, already framed as the Redis
+ * protocol arguments of its hash. Keys never travel to the daemon and back, and the daemon
+ * handles one text per row instead of one per column: the daemon's CPU was the bottleneck.
+ *
+ * Result rows, by `kind`:
+ * - 'c': the claim: k1 = journal rows claimed, n = keys claimed, value = oldest created_at.
+ * - 't': a TRUNCATE of `rel` in this batch (its keys are wiped before the batch's are written).
+ * - 'u': `rel` is not in this statement's tables (installed since it was built).
+ * - 'r': one key of `rel`: k1..kW its key texts, found, n = fields, value = the framed fields
+ *   (hash format) or the JSON document.
+ */
+export interface ApplyStatement {
+  name: string;
+  text: string;
+  /** Widest key among the tables (columns k1..kW). */
+  keyWidth: number;
+  utf8Server: boolean;
+}
+
+export function buildApplyStatement(toolSchema: string, plans: readonly TablePlan[], maxKeys: number, generation: number, utf8Server: boolean): ApplyStatement {
+  if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) throw new Error(`batch size must be a positive integer, not ${maxKeys}`);
+  const journal = `${quoteIdent(toolSchema)}.journal`;
+  const keyWidth = Math.max(1, ...plans.map((p) => p.keyColumns.length));
+  const keyCols = Array.from({ length: keyWidth }, (_, i) => `k${i + 1}`);
+  const nullKeys = keyCols.map(() => 'NULL::text');
+  // A single-column key is a 1-D array of texts; a composite one a 2-D array, one row per key.
+  const keyParts =
+    keyWidth === 1
+      ? `k.k1 FROM c CROSS JOIN LATERAL unnest(c.keys) AS k(k1)`
+      : `${keyCols.map((k, i) => (i === 0 ? `CASE WHEN array_ndims(c.keys) = 1 THEN c.keys[s] ELSE c.keys[s][1] END AS k1` : `c.keys[s][${i + 1}] AS ${k}`)).join(', ')} ` +
+        `FROM c CROSS JOIN LATERAL generate_subscripts(c.keys, 1) AS s`;
+  const oids = plans.map((p) => String(p.oid));
+  const parts = [
+    `SELECT 'c'::text AS kind, NULL::oid AS rel, count(*)::text, ${nullKeys.slice(1).join(', ')}${keyWidth > 1 ? ', ' : ''}NULL::bool, ` +
+      `coalesce(sum(coalesce(array_length(c.keys, 1), 1)), 0)::int, min(c.created_at)::text FROM c`,
+    `SELECT 't', t.rel, ${nullKeys.join(', ')}, NULL::bool, NULL::int, NULL::text FROM t`,
+    `SELECT 'u', u.rel, ${nullKeys.join(', ')}, NULL::bool, NULL::int, NULL::text FROM (SELECT DISTINCT c.rel FROM c${oids.length > 0 ? ` WHERE c.rel NOT IN (${oids.join(', ')})` : ''}) u`,
+    ...plans.map((plan) => tableBranch(plan, keyWidth, utf8Server)),
+  ];
+  const text = `WITH c AS (
+  DELETE FROM ${journal}
+  WHERE id = ANY(ARRAY(
+    SELECT id FROM (
+      SELECT id, n, sum(n) OVER (ORDER BY id) AS upto
+      FROM (SELECT id, coalesce(array_length(keys, 1), 1) AS n FROM ${journal} ORDER BY id LIMIT ${maxKeys}) j
+    ) s
+    WHERE upto - n < ${maxKeys}
+  ))
+  RETURNING id, rel, op, keys, created_at
+),
+t AS (SELECT c.rel, max(c.id) AS id FROM c WHERE c.op = 't' GROUP BY c.rel),
+k AS (
+  SELECT DISTINCT c.rel, ${keyParts}
+  WHERE c.op = 'k' AND NOT EXISTS (SELECT FROM t WHERE t.rel = c.rel AND t.id > c.id)
+)
+${parts.join('\nUNION ALL\n')}`;
+  return { name: `prm_apply_${generation}`, text, keyWidth, utf8Server };
+}
+
+/** The 'r' rows of one table: its keys in this batch, each with its row as it is now. */
+function tableBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): string {
+  const keys = plan.keyColumns.map((c, i) => `k.k${i + 1}::${c.type}::text`);
+  for (let i = keys.length; i < keyWidth; i++) keys.push('NULL::text');
+  const join = plan.keyColumns.map((c, i) => `t.${quoteIdent(c.name)} = k.k${i + 1}::${c.type}`).join(' AND ');
+  const found = `t.${quoteIdent(plan.keyColumns[0]!.name)} IS NOT NULL`;
+  const from = `FROM (SELECT * FROM k WHERE k.rel = ${plan.oid}) k LEFT JOIN ${quoteQualified(plan.schema, plan.name)} AS t ON ${join}`;
+  if (plan.format === 'json') {
+    return `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, NULL::int, ${jsonExpression(plan.columns)} ${from}`;
+  }
+  // IS DISTINCT FROM NULL, because a composite value with a NULL field IS NULL (and is not NULL).
+  // concat() prints each value with its type's output function, as the wire's text format does
+  // (a ::text cast would not for every type: booleans, char(n), inet).
+  const values = plan.columns.map((c, i) => `CASE WHEN t.${quoteIdent(c)} IS DISTINCT FROM NULL THEN pg_catalog.concat(t.${quoteIdent(c)}) END AS v${i}`);
+  const bytes = (v: string): string => (utf8Server ? `pg_catalog.octet_length(${v})` : `pg_catalog.octet_length(pg_catalog.convert_to(${v}, 'UTF8'))`);
+  const frames = plan.columns.map((c, i) => `${quoteLiteral(`$${Buffer.byteLength(c)}\r\n${c}\r\n$`)} || ${bytes(`v.v${i}`)} || E'\\r\\n' || v.v${i} || E'\\r\\n'`);
+  const count = chunks(plan.columns.map((_, i) => `v.v${i}`)).map((c) => `pg_catalog.num_nonnulls(${c.join(', ')})`);
+  const framed = chunks(chunks(frames).map((c) => `pg_catalog.concat(${c.join(', ')})`)).map((c) => `pg_catalog.concat(${c.join(', ')})`);
+  return (
+    `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, ${count.join(' + ')}, ${framed.join(' || ')} ` +
+    `${from} CROSS JOIN LATERAL (SELECT ${values.join(', ')}) v`
+  );
+}
+
+/** A function takes at most 100 arguments (FUNC_MAX_ARGS); 1,600 columns need two levels. */
+const MAX_ARGS = 100;
+
+function chunks<T>(items: readonly T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += MAX_ARGS) out.push(items.slice(i, i + MAX_ARGS));
+  return out;
+}
+
+export interface AppliedBatch extends ReadBatch {
+  /** Keys claimed (before folding duplicates); 0 when the journal was empty. */
+  claimedKeys: number;
+  /** created_at of the oldest claimed journal row. */
+  oldest: string | null;
+  /** Tables with journal rows that the statement does not know. */
+  unknown: number[];
+}
+
+/** Runs the statement in the caller's transaction and turns its rows into per-table steps. */
+export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatement, plans: ReadonlyMap<number, TablePlan>): Promise<AppliedBatch> {
+  const { rows } = await client.query<(string | null)[]>({ name: statement.name, text: statement.text, rowMode: 'array' });
+  const width = statement.keyWidth;
+  const result: BatchResult = { entries: 0, keys: 0, truncates: 0, skipped: 0 };
+  const batch: AppliedBatch = { result, steps: [], claimedKeys: 0, oldest: null, unknown: [] };
+  const steps = new Map<number, { truncatePattern: string | undefined; writes: KeyWrite[] }>();
+  const stepOf = (plan: TablePlan) => {
+    let step = steps.get(plan.oid);
+    if (step === undefined) {
+      step = { truncatePattern: undefined, writes: [] };
+      steps.set(plan.oid, step);
+    }
+    return step;
+  };
+  for (const row of rows) {
+    const kind = row[0];
+    if (kind === 'r') {
+      const plan = plans.get(Number(row[1]))!;
+      stepOf(plan).writes.push(rowWrite(plan, row, statement));
+      result.keys += 1;
+    } else if (kind === 't') {
+      const plan = plans.get(Number(row[1]));
+      if (plan === undefined) continue;
+      stepOf(plan).truncatePattern = plan.layout.pattern;
+      result.truncates += 1;
+    } else if (kind === 'u') {
+      batch.unknown.push(Number(row[1]));
+    } else {
+      result.entries = Number(row[2]);
+      batch.claimedKeys = Number(row[width + 3]);
+      batch.oldest = row[width + 4] ?? null;
+    }
+  }
+  batch.steps = [...steps.values()];
+  return batch;
+}
+
+function rowWrite(plan: TablePlan, row: readonly (string | null)[], statement: ApplyStatement): KeyWrite {
+  const width = statement.keyWidth;
+  const key = plan.layout.build(row.slice(2, 2 + plan.keyColumns.length) as string[]);
+  if (row[2 + width] !== 't') return { key, delete: true };
+  const value = row[4 + width]!;
+  if (plan.format === 'json') return { key, json: value };
+  const fields = Number(row[3 + width]);
+  if (fields === 0) return { key, delete: true };
+  // The byte counts were taken of the text converted to UTF-8. In a SQL_ASCII database that
+  // text may not be UTF-8; decoding replaced such bytes, and the counts would no longer match
+  // what is sent: refuse rather than send Redis a malformed command.
+  if (!statement.utf8Server && value.includes('\uFFFD')) {
+    throw new Error(`a row of ${plan.display} (key ${key}) holds text that is not valid UTF-8; it cannot be mirrored`);
+  }
+  return { key, fields, encoded: value };
+}

@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { install } from '../src/install/install.js';
+import { loadRegistry } from '../src/daemon/registry.js';
+import { buildApplyStatement, claimAndRead, type AppliedBatch } from '../src/daemon/apply-statement.js';
+import { createDb } from '../src/db/kysely.js';
+import { createScratch, type Scratch } from './helpers/scratch.js';
+
+// The daemon's claim-and-read statement on its own: what a batch holds decides what Redis gets.
+describe('the claim-and-read statement', () => {
+  let scratch: Scratch;
+  beforeAll(async () => {
+    scratch = await createScratch('applystmt');
+    await scratch.pool.query(`
+      CREATE TABLE one (id int PRIMARY KEY, flag boolean, code char(4), addr inet, name text);
+      CREATE TABLE two (a text, b int, v text, PRIMARY KEY (a, b));
+      CREATE TABLE later (id int PRIMARY KEY)`);
+    await install(scratch.config(['public.one', { table: 'public.two', format: 'json' }]), scratch.pool);
+  });
+  afterAll(async () => {
+    await scratch.cleanup();
+  });
+
+  /** Prepared-statement names are per connection and the pool reuses connections. */
+  let generation = 0;
+
+  /** Claims one batch with a statement built from the registry as it is now, then rolls back. */
+  async function claim(maxKeys = 1000): Promise<AppliedBatch> {
+    const registry = await loadRegistry(createDb(scratch.pool), 'redis_mirror');
+    const statement = buildApplyStatement('redis_mirror', [...registry.plans.values()], maxKeys, ++generation, true);
+    const client = await scratch.pool.connect();
+    try {
+      await client.query('BEGIN');
+      return await claimAndRead(client, statement, registry.plans);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  }
+
+  it('reads each changed key once, as it is now, with values printed as PostgreSQL prints them', async () => {
+    await scratch.pool.query(`INSERT INTO one VALUES (1, true, 'ab', '10.0.0.1', 'x'), (2, NULL, NULL, NULL, NULL)`);
+    await scratch.pool.query(`UPDATE one SET name = 'y' WHERE id = 1`);
+    await scratch.pool.query(`INSERT INTO two VALUES ('k:1', 7, 'v')`);
+    await scratch.pool.query(`DELETE FROM one WHERE id = 2`);
+    const batch = await claim();
+    expect(batch.claimedKeys).toBe(5);
+    expect(batch.result.entries).toBe(4);
+    const writes = batch.steps.flatMap((s) => s.writes);
+    const byKey = new Map(writes.map((w) => [w.key, w]));
+    expect(writes).toHaveLength(3);
+    const one = byKey.get(`${scratch.prefix}public.one:1`);
+    const fields = ['id', '1', 'flag', 't', 'code', 'ab  ', 'addr', '10.0.0.1', 'name', 'y'];
+    expect(one).toEqual({ key: `${scratch.prefix}public.one:1`, fields: 5, encoded: fields.map((f) => `$${Buffer.byteLength(f)}\r\n${f}\r\n`).join('') });
+    expect(byKey.get(`${scratch.prefix}public.one:2`)).toEqual({ key: `${scratch.prefix}public.one:2`, delete: true });
+    const two = byKey.get(`${scratch.prefix}public.two:k\\:1:7`);
+    expect(two !== undefined && 'json' in two ? JSON.parse(two.json) : two).toEqual({ a: 'k:1', b: 7, v: 'v' });
+    await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
+  });
+
+  it('drops the keys a TRUNCATE in the same batch wiped, and keeps those written after it', async () => {
+    await scratch.pool.query(`INSERT INTO one (id) VALUES (10), (11)`);
+    await scratch.pool.query(`TRUNCATE one`);
+    await scratch.pool.query(`INSERT INTO one (id, name) VALUES (12, 'é')`);
+    const batch = await claim();
+    expect(batch.result.truncates).toBe(1);
+    expect(batch.steps).toHaveLength(1);
+    expect(batch.steps[0]!.truncatePattern).toBeDefined();
+    expect(batch.steps[0]!.writes.map((w) => w.key)).toEqual([`${scratch.prefix}public.one:12`]);
+    expect(batch.steps[0]!.writes[0]).toMatchObject({ fields: 2, encoded: '$2\r\nid\r\n$2\r\n12\r\n$4\r\nname\r\n$2\r\né\r\n' });
+    await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
+  });
+
+  it('claims whole journal rows up to the key budget, always at least one', async () => {
+    await scratch.pool.query(`INSERT INTO one (id) SELECT g FROM generate_series(100, 104) g`);
+    await scratch.pool.query(`INSERT INTO one (id) VALUES (105)`);
+    expect((await claim(3)).claimedKeys).toBe(5);
+    expect((await claim(6)).claimedKeys).toBe(6);
+    await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
+  });
+
+  it('names the tables it does not know, and leaves their rows for a statement that does', async () => {
+    const registry = await loadRegistry(createDb(scratch.pool), 'redis_mirror');
+    await install(scratch.config(['public.one', { table: 'public.two', format: 'json' }, 'public.later']), scratch.pool);
+    await scratch.pool.query(`INSERT INTO later VALUES (1)`);
+    const stale = buildApplyStatement('redis_mirror', [...registry.plans.values()], 100, ++generation, true);
+    const client = await scratch.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const batch = await claimAndRead(client, stale, registry.plans);
+      const later = await scratch.pool.query<{ oid: number }>(`SELECT 'later'::regclass::oid AS oid`);
+      expect(batch.unknown).toEqual([Number(later.rows[0]!.oid)]);
+      expect(batch.steps).toEqual([]);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+    const fresh = await claim();
+    expect(fresh.unknown).toEqual([]);
+    expect(fresh.steps.flatMap((s) => s.writes).map((w) => w.key)).toEqual([`${scratch.prefix}public.later:1`]);
+  });
+});
