@@ -24,13 +24,13 @@ describe('the claim-and-read statement', () => {
   let generation = 0;
 
   /** Claims one batch with a statement built from the registry as it is now, then rolls back. */
-  async function claim(maxKeys = 1000): Promise<AppliedBatch> {
+  async function claim(maxKeys = 1000, fromId = 0n): Promise<AppliedBatch> {
     const registry = await loadRegistry(createDb(scratch.pool), 'redis_mirror');
     const statement = buildApplyStatement('redis_mirror', [...registry.plans.values()], maxKeys, ++generation, true);
     const client = await scratch.pool.connect();
     try {
       await client.query('BEGIN');
-      return await claimAndRead(client, statement, registry.plans);
+      return await claimAndRead(client, statement, registry.plans, fromId);
     } finally {
       await client.query('ROLLBACK');
       client.release();
@@ -78,6 +78,16 @@ describe('the claim-and-read statement', () => {
     await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
   });
 
+  it('starts at the given journal id, and reports the last id it claimed', async () => {
+    for (const id of [200, 201, 202]) await scratch.pool.query(`INSERT INTO one (id) VALUES ($1)`, [id]);
+    const ids = (await scratch.pool.query<{ id: string }>(`SELECT id::text FROM redis_mirror.journal ORDER BY id`)).rows.map((r) => BigInt(r.id));
+    const batch = await claim(1000, ids[1]!);
+    expect(batch.claimedKeys).toBe(2);
+    expect(batch.lastId).toBe(ids[2]);
+    expect(batch.steps.flatMap((s) => s.writes).map((w) => w.key).sort()).toEqual([`${scratch.prefix}public.one:201`, `${scratch.prefix}public.one:202`]);
+    await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
+  });
+
   it('names the tables it does not know, and leaves their rows for a statement that does', async () => {
     const registry = await loadRegistry(createDb(scratch.pool), 'redis_mirror');
     await install(scratch.config(['public.one', { table: 'public.two', format: 'json' }, 'public.later']), scratch.pool);
@@ -86,7 +96,7 @@ describe('the claim-and-read statement', () => {
     const client = await scratch.pool.connect();
     try {
       await client.query('BEGIN');
-      const batch = await claimAndRead(client, stale, registry.plans);
+      const batch = await claimAndRead(client, stale, registry.plans, 0n);
       const later = await scratch.pool.query<{ oid: number }>(`SELECT 'later'::regclass::oid AS oid`);
       expect(batch.unknown).toEqual([Number(later.rows[0]!.oid)]);
       expect(batch.steps).toEqual([]);

@@ -12,11 +12,18 @@ import { jsonExpression, type TablePlan } from './table-plan.js';
  * handles one text per row instead of one per column: the daemon's CPU was the bottleneck.
  *
  * Result rows, by `kind`:
- * - 'c': the claim: k1 = journal rows claimed, n = keys claimed, value = oldest created_at.
+ * - 'c': the claim: k1 = journal rows claimed, n = keys claimed, value = oldest created_at,
+ *   last = the highest id claimed.
  * - 't': a TRUNCATE of `rel` in this batch (its keys are wiped before the batch's are written).
  * - 'u': `rel` is not in this statement's tables (installed since it was built).
  * - 'r': one key of `rel`: k1..kW its key texts, found, n = fields, value = the framed fields
  *   (hash format) or the JSON document.
+ *
+ * $1 is the lowest journal id to look at. Deleted journal rows stay in the id index until
+ * vacuum, and every claim from the start of the index walks past them: under steady load that
+ * was most of the claim's cost, and over a long backlog it grows with every batch. The daemon
+ * passes the id after its last claim, and 0 (a full scan) now and then and before going idle,
+ * for rows whose transactions took an id earlier but committed later.
  */
 export interface ApplyStatement {
   name: string;
@@ -41,9 +48,9 @@ export function buildApplyStatement(toolSchema: string, plans: readonly TablePla
   const oids = plans.map((p) => String(p.oid));
   const parts = [
     `SELECT 'c'::text AS kind, NULL::oid AS rel, count(*)::text, ${nullKeys.slice(1).join(', ')}${keyWidth > 1 ? ', ' : ''}NULL::bool, ` +
-      `coalesce(sum(coalesce(array_length(c.keys, 1), 1)), 0)::int, min(c.created_at)::text FROM c`,
-    `SELECT 't', t.rel, ${nullKeys.join(', ')}, NULL::bool, NULL::int, NULL::text FROM t`,
-    `SELECT 'u', u.rel, ${nullKeys.join(', ')}, NULL::bool, NULL::int, NULL::text FROM (SELECT DISTINCT c.rel FROM c${oids.length > 0 ? ` WHERE c.rel NOT IN (${oids.join(', ')})` : ''}) u`,
+      `coalesce(sum(coalesce(array_length(c.keys, 1), 1)), 0)::int, min(c.created_at)::text, max(c.id)::text FROM c`,
+    `SELECT 't', t.rel, ${nullKeys.join(', ')}, NULL::bool, NULL::int, NULL::text, NULL::text FROM t`,
+    `SELECT 'u', u.rel, ${nullKeys.join(', ')}, NULL::bool, NULL::int, NULL::text, NULL::text FROM (SELECT DISTINCT c.rel FROM c${oids.length > 0 ? ` WHERE c.rel NOT IN (${oids.join(', ')})` : ''}) u`,
     ...plans.map((plan) => tableBranch(plan, keyWidth, utf8Server)),
   ];
   const text = `WITH c AS (
@@ -51,7 +58,7 @@ export function buildApplyStatement(toolSchema: string, plans: readonly TablePla
   WHERE id = ANY(ARRAY(
     SELECT id FROM (
       SELECT id, n, sum(n) OVER (ORDER BY id) AS upto
-      FROM (SELECT id, coalesce(array_length(keys, 1), 1) AS n FROM ${journal} ORDER BY id LIMIT ${maxKeys}) j
+      FROM (SELECT id, coalesce(array_length(keys, 1), 1) AS n FROM ${journal} WHERE id >= $1 ORDER BY id LIMIT ${maxKeys}) j
     ) s
     WHERE upto - n < ${maxKeys}
   ))
@@ -74,7 +81,7 @@ function tableBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): st
   const found = `t.${quoteIdent(plan.keyColumns[0]!.name)} IS NOT NULL`;
   const from = `FROM (SELECT * FROM k WHERE k.rel = ${plan.oid}) k LEFT JOIN ${quoteQualified(plan.schema, plan.name)} AS t ON ${join}`;
   if (plan.format === 'json') {
-    return `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, NULL::int, ${jsonExpression(plan.columns)} ${from}`;
+    return `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, NULL::int, ${jsonExpression(plan.columns)}, NULL::text ${from}`;
   }
   // IS DISTINCT FROM NULL, because a composite value with a NULL field IS NULL (and is not NULL).
   // concat() prints each value with its type's output function, as the wire's text format does
@@ -85,7 +92,7 @@ function tableBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): st
   const count = chunks(plan.columns.map((_, i) => `v.v${i}`)).map((c) => `pg_catalog.num_nonnulls(${c.join(', ')})`);
   const framed = chunks(chunks(frames).map((c) => `pg_catalog.concat(${c.join(', ')})`)).map((c) => `pg_catalog.concat(${c.join(', ')})`);
   return (
-    `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, ${count.join(' + ')}, ${framed.join(' || ')} ` +
+    `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, ${count.join(' + ')}, ${framed.join(' || ')}, NULL::text ` +
     `${from} CROSS JOIN LATERAL (SELECT ${values.join(', ')}) v`
   );
 }
@@ -106,14 +113,16 @@ export interface AppliedBatch extends ReadBatch {
   oldest: string | null;
   /** Tables with journal rows that the statement does not know. */
   unknown: number[];
+  /** The highest journal id claimed. */
+  lastId: bigint | null;
 }
 
 /** Runs the statement in the caller's transaction and turns its rows into per-table steps. */
-export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatement, plans: ReadonlyMap<number, TablePlan>): Promise<AppliedBatch> {
-  const { rows } = await client.query<(string | null)[]>({ name: statement.name, text: statement.text, rowMode: 'array' });
+export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatement, plans: ReadonlyMap<number, TablePlan>, fromId: bigint): Promise<AppliedBatch> {
+  const { rows } = await client.query<(string | null)[]>({ name: statement.name, text: statement.text, values: [fromId.toString()], rowMode: 'array' });
   const width = statement.keyWidth;
   const result: BatchResult = { entries: 0, keys: 0, truncates: 0, skipped: 0 };
-  const batch: AppliedBatch = { result, steps: [], claimedKeys: 0, oldest: null, unknown: [] };
+  const batch: AppliedBatch = { result, steps: [], claimedKeys: 0, oldest: null, unknown: [], lastId: null };
   const steps = new Map<number, { truncatePattern: string | undefined; writes: KeyWrite[] }>();
   const stepOf = (plan: TablePlan) => {
     let step = steps.get(plan.oid);
@@ -140,6 +149,7 @@ export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatem
       result.entries = Number(row[2]);
       batch.claimedKeys = Number(row[width + 3]);
       batch.oldest = row[width + 4] ?? null;
+      batch.lastId = row[width + 5] === null ? null : BigInt(row[width + 5]!);
     }
   }
   batch.steps = [...steps.values()];

@@ -39,6 +39,8 @@ export interface DaemonEvents {
 }
 
 const MAX_RETRY_DELAY_MS = 10_000;
+/** Claims start from the journal's first row at least this often, and always before going idle. */
+const FULL_SCAN_EVERY_MS = 250;
 /** A drain commits at least this often (see drain). */
 const COMMIT_EVERY_MS = 250;
 /**
@@ -66,6 +68,9 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private utf8Server = true;
   /** Tables with journal rows that a fresh registry still does not know (uninstalled): their rows are dropped. */
   private ignoredRels = new Set<number>();
+  /** Where the next claim starts in the journal (see apply-statement), and when one last started at 0. */
+  private claimFrom = 0n;
+  private lastFullScan = 0;
   private plans = new Map<number, TablePlan>();
   private registryStale = false;
   private listener: WakeupListener | undefined;
@@ -215,8 +220,9 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
    * anywhere rolls all of them back into the journal. The transaction is committed at least
    * every COMMIT_EVERY_MS, which bounds what a retry repeats and how long copies wait.
    */
-  private async drain(): Promise<number> {
+  private async drain(options: { fullScan?: boolean } = {}): Promise<number> {
     const client = await this.workerClient();
+    let fullScan = options.fullScan === true || performance.now() - this.lastFullScan >= FULL_SCAN_EVERY_MS;
     let total = 0;
     let open = false;
     let opened = 0;
@@ -239,7 +245,10 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
           open = true;
           opened = performance.now();
         }
-        const batch = await claimAndRead(client, this.statement!, this.plans);
+        if (fullScan) this.lastFullScan = performance.now();
+        const batch = await claimAndRead(client, this.statement!, this.plans, fullScan ? 0n : this.claimFrom);
+        fullScan = false;
+        if (batch.lastId !== null && batch.lastId >= this.claimFrom) this.claimFrom = batch.lastId + 1n;
         if (batch.claimedKeys === 0) break;
         if (batch.unknown.some((rel) => !this.ignoredRels.has(rel))) {
           // Installed since the statement was built: claim these rows again with one that knows them.
@@ -249,6 +258,8 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
           open = false;
           results = [];
           total = 0;
+          this.claimFrom = 0n;
+          fullScan = true;
           await this.reloadRegistry();
           for (const rel of batch.unknown) if (!this.plans.has(rel)) this.ignoredRels.add(rel);
           continue;
@@ -270,6 +281,8 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     } catch (error) {
       await writing?.catch(() => undefined);
       if (open) await client.query('ROLLBACK').catch(() => undefined);
+      // The claimed rows are back in the journal, below where the next claim would start.
+      this.claimFrom = 0n;
       throw error;
     }
   }
@@ -283,7 +296,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     let delay = 1;
     while (!this.stopping) {
       if (await this.setIdle(true)) {
-        if ((await this.drain()) === 0) {
+        if ((await this.drain({ fullScan: true })) === 0) {
           this.emit('idle');
           return;
         }
