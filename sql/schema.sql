@@ -37,3 +37,11 @@ ALTER TABLE {{schema}}.journal SET (autovacuum_vacuum_scale_factor = 0.0, autova
 
 INSERT INTO {{schema}}.meta (key, value) VALUES ('version', {{version_literal}})
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+
+-- The daemon's state (it only ever UPDATEs these rows): install_id names its hash in Redis,
+-- redis_epoch is the generation of the data there (a mismatch means Redis lost it), recopy is
+-- set while the tables are being copied again after that, leader_epoch is the fencing token of
+-- the leading daemon, raised by each new leader.
+INSERT INTO {{schema}}.meta (key, value)
+VALUES ('install_id', pg_catalog.gen_random_uuid()::text), ('redis_epoch', ''), ('recopy', 'false'), ('leader_epoch', '0')
+ON CONFLICT (key) DO NOTHING;

@@ -1,2 +1,2 @@
 /** Version of the database objects `install` creates; bump it when sql/ changes. */
-export const SCHEMA_VERSION = '2';
+export const SCHEMA_VERSION = '3';

@@ -198,6 +198,7 @@ describe('the daemon mirrors changes', () => {
       GRANT USAGE ON SCHEMA ${config.schema} TO ${role};
       GRANT SELECT, DELETE ON ${config.schema}.journal TO ${role};
       GRANT SELECT ON ${config.schema}.tables TO ${role};
+      GRANT SELECT, UPDATE ON ${config.schema}.meta TO ${role};
       GRANT SELECT (id, name) ON guarded TO ${role};`);
     try {
       const url = new URL(config.databaseUrl);

@@ -53,7 +53,7 @@ export function registerInstall(program: Command): void {
           await pool.end();
         }
         if (redis !== undefined) {
-          const deleted = await purgeRedisKeys(redis, state.tables);
+          const deleted = await purgeRedisKeys(redis, state.tables, state.installId);
           console.log(`deleted ${deleted} Redis keys`);
         }
       } finally {

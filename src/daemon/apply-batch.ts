@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
-import { deleteMatching } from '../redis/scan.js';
-import { writeKeys, type KeyWrite } from '../redis/replace.js';
+import { scanKeys } from '../redis/scan.js';
+import { isStateKey } from '../redis/state.js';
+import { writeKeys, type Fence, type KeyWrite } from '../redis/replace.js';
 import { rowToWrite, type TablePlan } from './table-plan.js';
 
 export interface BatchResult {
@@ -27,10 +28,15 @@ export interface ReadBatch {
   steps: { truncatePattern: string | undefined; writes: KeyWrite[] }[];
 }
 
-/** The Redis half of a batch: each table's TRUNCATE (if any) before its keys. */
-export async function writeBatch(redis: Redis, batch: ReadBatch): Promise<void> {
+/** The Redis half of a batch: each table's TRUNCATE (if any) before its keys, all fenced. */
+export async function writeBatch(redis: Redis, batch: ReadBatch, fence: Fence): Promise<void> {
   for (const step of batch.steps) {
-    if (step.truncatePattern !== undefined) await deleteMatching(redis, step.truncatePattern);
-    await writeKeys(redis, step.writes);
+    if (step.truncatePattern !== undefined) {
+      for await (const keys of scanKeys(redis, step.truncatePattern)) {
+        const rows = keys.filter((key) => !isStateKey(key));
+        await writeKeys(redis, rows.map((key) => ({ key, delete: true as const })), fence);
+      }
+    }
+    await writeKeys(redis, step.writes, fence);
   }
 }

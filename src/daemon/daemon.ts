@@ -13,7 +13,11 @@ import { buildApplyStatement, claimAndRead, type ApplyStatement } from './apply-
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
 import { listenForWakeups, type WakeupListener } from './wakeups.js';
-import { applyLockKey, wakeLockKey } from '../install/names.js';
+import { applyLockKey, leaderLockKey, wakeLockKey } from '../install/names.js';
+import { randomUUID } from 'node:crypto';
+import type { Fence } from '../redis/replace.js';
+import { raiseLeaderToken, readEpoch, readLeaderToken, stateKey, writeEpoch } from '../redis/state.js';
+import { finishRecopy, nextLeaderToken, readMeta, recordEpoch, startRecopy } from './meta.js';
 import { daemonApplicationName } from './app-names.js';
 import { syncTables } from '../sync/sync.js';
 import { createProgress } from '../sync/progress.js';
@@ -32,13 +36,19 @@ export interface DaemonOptions {
   logger?: Logger;
 }
 
+export type DaemonRole = 'leader' | 'standby';
+
 export interface DaemonEvents {
   batch: [BatchResult];
+  /** Became the leader (applies changes) or a standby (another daemon leads). */
+  role: [DaemonRole];
   /** A drain found the journal empty. */
   idle: [];
 }
 
 const MAX_RETRY_DELAY_MS = 10_000;
+/** A standby tries to take the lead this often; a leader that died is replaced within about this. */
+const STANDBY_RETRY_MS = 1000;
 /** Claims start from the journal's first row at least this often, and always before going idle. */
 const FULL_SCAN_EVERY_MS = 250;
 /** A drain commits at least this often (see drain). */
@@ -84,7 +94,14 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   /** Whether we hold the wake lock (see goIdle). */
   private idle = false;
   private readonly wakeLock: [number, number];
+  private readonly leaderLock: [number, number];
   private failures = 0;
+  private role: DaemonRole | undefined;
+  /** Set while this daemon leads: its fencing token, raised in Redis when it took the lead. */
+  private fence: Fence | undefined;
+  private stateKeyName = '';
+  /** Compare Redis' data generation with PostgreSQL's before the next drain (see checkRedisEpoch). */
+  private epochCheckDue = true;
 
   private constructor(
     private readonly options: DaemonOptions,
@@ -100,6 +117,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     // applying them again is harmless; the application's commits stay durable.
     this.beginText = `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b})`;
     this.wakeLock = wakeLockKey(options.schema);
+    this.leaderLock = leaderLockKey(options.schema);
   }
 
   /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
@@ -124,7 +142,18 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     if (this.plans.size === 0) {
       throw new UserError(`no table is mirrored in schema "${this.options.schema}"; run \`pg-redis-mirror install --table schema.name\` first`);
     }
+    const client = await this.pool.connect();
+    try {
+      this.stateKeyName = stateKey((await readMeta(client, this.options.schema)).installId);
+    } finally {
+      client.release();
+    }
     this.redis.on('error', (error: unknown) => this.logger.debug({ err: errorMessage(error) }, 'Redis connection error'));
+    // A Redis that comes back may have come back empty.
+    this.redis.on('ready', () => {
+      this.epochCheckDue = true;
+      this.wake();
+    });
     this.listener = await listenForWakeups(this.options.databaseUrl, this.options.schema, this.logger, {
       onWakeup: (wakeup) => {
         if (wakeup.kind === 'reload') this.registryStale = true;
@@ -133,13 +162,85 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       // Notifications sent while disconnected are lost: drain whatever the journal holds.
       onConnected: () => this.wake(),
     });
-    this.pollTimer = setInterval(() => this.wake(), this.options.pollIntervalMs);
+    this.pollTimer = setInterval(() => {
+      this.epochCheckDue = true;
+      this.wake();
+    }, this.options.pollIntervalMs);
     this.logger.info(
       { tables: [...this.plans.values()].map((p) => p.display), schema: this.options.schema },
       'listening; draining the journal',
     );
     this.wake();
-    if (this.options.syncNeverCopied === true) this.copying = this.copyNeverCopied();
+  }
+
+  /**
+   * Exactly one daemon per install applies changes: the one holding the leader lock, a
+   * session-level advisory lock on its worker connection. When that connection ends (the
+   * daemon died, was killed, lost the network), PostgreSQL frees the lock and a standby takes
+   * it on its next try. A new leader raises the fencing token in Redis first, so writes still
+   * in flight from the old one are refused there.
+   */
+  private async lead(): Promise<boolean> {
+    if (this.fence !== undefined) return true;
+    const worker = await this.workerClient();
+    const [a, b] = this.leaderLock;
+    const result = await worker.query<{ ok: string }>(`SELECT pg_catalog.pg_try_advisory_lock(${a}, ${b}) AS ok`);
+    if (result.rows[0]?.ok !== 't') {
+      this.setRole('standby');
+      return false;
+    }
+    const token = await nextLeaderToken(worker, this.options.schema, await readLeaderToken(this.redis, this.stateKeyName));
+    if (!(await raiseLeaderToken(this.redis, this.stateKeyName, token))) {
+      throw new Error('a newer leader token is in Redis although this daemon holds the leader lock');
+    }
+    this.fence = { key: this.stateKeyName, token };
+    this.claimFrom = 0n;
+    this.epochCheckDue = true;
+    this.setRole('leader');
+    if (this.options.syncNeverCopied === true) this.startCopy();
+    return true;
+  }
+
+  private setRole(role: DaemonRole): void {
+    if (this.role === role) return;
+    this.role = role;
+    if (role === 'leader') this.logger.info({ token: this.fence?.token }, 'leading: applying changes');
+    else this.logger.info('standby: another daemon leads; taking over when it stops');
+    this.emit('role', role);
+  }
+
+  /**
+   * Redis' copy of the data generation must match PostgreSQL's. If it is gone or different,
+   * Redis lost the mirror (restart without persistence, FLUSHALL, failover to an empty
+   * replica): mark every table for copying, then copy while streaming on.
+   */
+  private async checkRedisEpoch(): Promise<void> {
+    this.epochCheckDue = false;
+    const worker = await this.workerClient();
+    const meta = await readMeta(worker, this.options.schema);
+    const inRedis = await readEpoch(this.redis, this.stateKeyName);
+    if (meta.redisEpoch === null) {
+      const epoch = randomUUID();
+      await writeEpoch(this.redis, this.stateKeyName, epoch);
+      await recordEpoch(worker, this.options.schema, epoch);
+    } else if (inRedis !== meta.redisEpoch) {
+      this.logger.warn({ expected: meta.redisEpoch, found: inRedis }, 'Redis lost the mirror; copying every table again while streaming');
+      const epoch = randomUUID();
+      await startRecopy(worker, this.options.schema, epoch);
+      await raiseLeaderToken(this.redis, this.stateKeyName, this.fence!.token);
+      await writeEpoch(this.redis, this.stateKeyName, epoch);
+      this.startCopy();
+    } else if (meta.recopy) {
+      this.startCopy();
+    }
+  }
+
+  /** Copies tables marked never copied, beside the drain loop (one copy at a time). */
+  private startCopy(): void {
+    if (this.copying !== undefined || this.stopping) return;
+    this.copying = this.copyNeverCopied().finally(() => {
+      this.copying = undefined;
+    });
   }
 
   /**
@@ -156,11 +257,19 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
           onProgress: (p) => progress.update(p),
           shouldStop: () => this.stopping,
         });
-        if (results.length > 0 && results.every((r) => r.complete)) this.logger.info({ tables: results.map((r) => r.table) }, 'initial copy done');
+        if (results.every((r) => r.complete)) {
+          if (results.length > 0) this.logger.info({ tables: results.map((r) => r.table) }, 'copy done');
+          const client = await this.pool.connect();
+          try {
+            await finishRecopy(client, this.options.schema);
+          } finally {
+            client.release();
+          }
+        }
         return;
       } catch (error) {
         const delay = Math.min(1000 * 2 ** Math.min(attempt, 5), 30_000);
-        this.logger.error({ err: errorMessage(error), retryInMs: delay }, 'initial copy failed; will retry');
+        this.logger.error({ err: errorMessage(error), retryInMs: delay }, 'copy failed; will retry');
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
@@ -191,6 +300,13 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     while (this.pending && !this.stopping) {
       this.pending = false;
       try {
+        if (!(await this.lead())) {
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            this.wake();
+          }, STANDBY_RETRY_MS);
+          return;
+        }
         await this.setIdle(false);
         await this.drain();
         await this.goIdle();
@@ -222,6 +338,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
    */
   private async drain(options: { fullScan?: boolean } = {}): Promise<number> {
     const client = await this.workerClient();
+    if (this.epochCheckDue) await this.checkRedisEpoch();
     let fullScan = options.fullScan === true || performance.now() - this.lastFullScan >= FULL_SCAN_EVERY_MS;
     let total = 0;
     let open = false;
@@ -266,7 +383,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         }
         batch.result.skipped = batch.unknown.length;
         await writing;
-        writing = writeBatch(this.redis, batch);
+        writing = writeBatch(this.redis, batch, this.fence!);
         // A rejection is seen by the next await of `writing`; until then it must not count as unhandled.
         writing.catch(() => undefined);
         results.push(batch.result);
@@ -340,6 +457,8 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.worker.release(error instanceof Error ? error : new Error(String(error)));
     this.worker = undefined;
     this.idle = false;
+    // So is the leader lock: another daemon may lead by the time we are back.
+    this.fence = undefined;
   }
 
   /** Finishes the batch in flight (its journal rows are then committed), then disconnects. */

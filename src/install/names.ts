@@ -67,3 +67,8 @@ export function applyLockKey(toolSchema: string): [number, number] {
 export function wakeLockKey(toolSchema: string): [number, number] {
   return lockKey(0x70726f, toolSchema);
 }
+
+/** Session-level lock held by the daemon that leads (applies changes); the others wait for it. */
+export function leaderLockKey(toolSchema: string): [number, number] {
+  return lockKey(0x707270, toolSchema);
+}

@@ -1,11 +1,12 @@
 import type { Redis } from 'ioredis';
 import { keyLayout } from '../redis/keys.js';
 import { deleteMatching } from '../redis/scan.js';
+import { stateKey } from '../redis/state.js';
 import type { InstalledTable } from './state.js';
 
-/** Deletes every Redis key of the given installed tables (from their registered layout). */
-export async function purgeRedisKeys(redis: Redis, tables: readonly InstalledTable[]): Promise<number> {
-  let deleted = 0;
+/** Deletes every Redis key of the given installed tables (from their registered layout), and the daemon's state hash. */
+export async function purgeRedisKeys(redis: Redis, tables: readonly InstalledTable[], installId: string | null): Promise<number> {
+  let deleted = installId === null ? 0 : await redis.unlink(stateKey(installId));
   for (const table of tables) {
     const layout = keyLayout({
       prefix: table.spec.prefix,

@@ -23,6 +23,8 @@ export interface InstalledTable {
 export interface InstallState {
   schemaExists: boolean;
   version: string | null;
+  /** meta 'install_id': names the daemon's state hash in Redis (null before schema version 3). */
+  installId: string | null;
   tables: InstalledTable[];
 }
 
@@ -34,13 +36,15 @@ export async function readInstallState(db: Db, toolSchema: string, functionName:
            to_regclass(${`${quoteIdent(toolSchema)}.meta`})::oid AS has_meta
     FROM pg_catalog.pg_namespace WHERE nspname = ${toolSchema}`.execute(db);
   const row = schema.rows[0];
-  if (row === undefined) return { schemaExists: false, version: null, tables: [] };
+  if (row === undefined) return { schemaExists: false, version: null, installId: null, tables: [] };
   let version: string | null = null;
+  let installId: string | null = null;
   if (row.has_meta !== null) {
-    const meta = await sql<{ value: string }>`SELECT value FROM ${sql.id(toolSchema, 'meta')} WHERE key = 'version'`.execute(db);
-    version = meta.rows[0]?.value ?? null;
+    const meta = await sql<{ key: string; value: string }>`SELECT key, value FROM ${sql.id(toolSchema, 'meta')} WHERE key IN ('version', 'install_id')`.execute(db);
+    version = meta.rows.find((m) => m.key === 'version')?.value ?? null;
+    installId = meta.rows.find((m) => m.key === 'install_id')?.value ?? null;
   }
-  if (row.has_registry === null) return { schemaExists: true, version, tables: [] };
+  if (row.has_registry === null) return { schemaExists: true, version, installId, tables: [] };
   const names = Object.values(triggerNames(toolSchema));
   const rows = await sql<{
     oid: string;
@@ -69,6 +73,7 @@ export async function readInstallState(db: Db, toolSchema: string, functionName:
   return {
     schemaExists: true,
     version,
+    installId,
     tables: rows.rows.map((r) => ({
       oid: Number(r.oid),
       schema: r.schema_name,

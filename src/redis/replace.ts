@@ -19,11 +19,21 @@ export type KeyWrite =
  * common case: the same fields, new values). A field HSET did not write (a column now NULL, or
  * no longer mirrored) shows as HLEN above the field count; only then is the key deleted and
  * written afresh. HSET on a key of another type (a format change) fails, and is done the same way.
- * ARGV per key: 'h', field count, pairs... | 's', value | 'd'.
+ * KEYS[1] and ARGV[1] are the fence: the daemon state hash and the writer's leader token ('' for
+ * writers that are not the daemon). A daemon that lost its leadership may still have writes in
+ * flight; once the new leader has raised the token in Redis, they fail here instead of
+ * overwriting newer values. Then per key, KEYS[2..] with ARGV: 'h', field count, pairs... |
+ * 's', value | 'd'.
  */
 const REPLACE_LUA = `
-local a = 1
-for i = 1, #KEYS do
+if ARGV[1] ~= '' then
+  local leader = redis.call('HGET', KEYS[1], 'leader')
+  if leader and tonumber(leader) > tonumber(ARGV[1]) then
+    return redis.error_reply('FENCED a newer pg-redis-mirror daemon leads')
+  end
+end
+local a = 2
+for i = 2, #KEYS do
   local k = KEYS[i]
   local m = ARGV[a]
   if m == 'h' then
@@ -69,8 +79,22 @@ interface Call {
   argText: string;
 }
 
-function send(redis: Redis, call: Call): Promise<unknown> {
-  return sendEncoded(redis, 'evalsha', 3 + call.keys + call.args, EVALSHA_HEAD + bulkString(String(call.keys)) + call.keyText + call.argText);
+/** Where a daemon's leader token lives, and its own token (see REPLACE_LUA). */
+export interface Fence {
+  key: string;
+  token: string;
+}
+
+/** Writers that are not the daemon (sync, verify --repair) are never fenced. */
+const NO_FENCE: Fence = { key: 'pg-redis-mirror:unfenced', token: '' };
+
+function send(redis: Redis, call: Call, fence: Fence): Promise<unknown> {
+  return sendEncoded(
+    redis,
+    'evalsha',
+    5 + call.keys + call.args,
+    EVALSHA_HEAD + bulkString(String(call.keys + 1)) + bulkString(fence.key) + call.keyText + bulkString(fence.token) + call.argText,
+  );
 }
 
 function isNoScript(error: unknown): boolean {
@@ -82,7 +106,7 @@ function isNoScript(error: unknown): boolean {
  * parallel, and a call Redis rejected because its script cache was empty (after a restart) is
  * sent again after loading the script.
  */
-export async function writeKeys(redis: Redis, writes: readonly KeyWrite[]): Promise<void> {
+export async function writeKeys(redis: Redis, writes: readonly KeyWrite[], fence: Fence = NO_FENCE): Promise<void> {
   if (writes.length === 0) return;
   const calls: Call[] = [];
   let call: Call = { keys: 0, args: 0, keyText: '', argText: '' };
@@ -117,11 +141,11 @@ export async function writeKeys(redis: Redis, writes: readonly KeyWrite[]): Prom
     }
   }
   if (call.keys > 0) calls.push(call);
-  const outcomes = await Promise.allSettled(calls.map((c) => send(redis, c)));
+  const outcomes = await Promise.allSettled(calls.map((c) => send(redis, c, fence)));
   const failed = outcomes.flatMap((outcome, i) => (outcome.status === 'rejected' ? [{ call: calls[i]!, error: outcome.reason as unknown }] : []));
   if (failed.length === 0) return;
   const other = failed.find((f) => !isNoScript(f.error));
   if (other !== undefined) throw other.error;
   await redis.script('LOAD', REPLACE_LUA);
-  await Promise.all(failed.map((f) => send(redis, f.call)));
+  await Promise.all(failed.map((f) => send(redis, f.call, fence)));
 }
