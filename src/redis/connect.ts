@@ -64,7 +64,7 @@ function describeRedisConnectError(error: unknown, redisUrl: string): UserError 
   const reason = redactUrl(errorMessage(error)).replace(/\.$/, '');
   const code = (error as { code?: unknown }).code;
   if (/^(WRONGPASS|NOAUTH)|AUTH.*without any password|invalid password|invalid username-password/i.test(reason)) {
-    return new UserError(`cannot log in to ${where}: ${reason}; check the user and password in --redis-url / REDIS_URL (redis://user:password@host:port, or redis://:password@host:port without ACL user)`, { cause: error });
+    return new UserError(`cannot log in to ${where}: ${reason}; check the user and password in --redis-url / REDIS_URL (the user before the colon, empty for requirepass; the password after it)`, { cause: error });
   }
   if (/^NOPERM/.test(reason)) {
     return new UserError(`${where}: ${reason}; the Redis user needs the commands and keys of the README's "Privileges"`, { cause: error });
