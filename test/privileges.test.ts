@@ -7,7 +7,10 @@ import type { MirrorDaemon } from '../src/daemon/daemon.js';
 import { createPool } from '../src/db/connect.js';
 import { install } from '../src/install/install.js';
 import { quoteIdent } from '../src/sql/quote.js';
+import { connectRedis } from '../src/redis/connect.js';
+import { isClean, verifyMirror } from '../src/verify/verify.js';
 import { runCli, type RunResult } from './helpers/cli.js';
+import { TestRedisServer } from './helpers/redis-server.js';
 import { createScratch, expectMirrorClean, settle, startDaemon, type Scratch } from './helpers/scratch.js';
 
 let scratch: Scratch;
@@ -150,5 +153,36 @@ describe('least privilege', () => {
     expect(uninstalled.code, show(uninstalled)).toBe(0);
     const left = await scratch.pool.query(`SELECT to_regnamespace('mirror_by_installer') AS s`);
     expect(left.rows[0].s).toBeNull();
+  });
+
+  it('the Redis ACL user of the README (the prefix\'s keys, read, write, scripting, scan, info) is enough for the daemon, sync and verify', async () => {
+    await scratch.pool.query(`CREATE TABLE public.acl_items (id int PRIMARY KEY, v text); INSERT INTO public.acl_items SELECT g, 'v' || g FROM generate_series(1, 50) g`);
+    const rules = [`~${scratch.prefix}*`, '+@read', '+@write', '+@scripting', '+@connection', '+scan', '+info'];
+    const server = await TestRedisServer.start(undefined, { users: [{ name: 'mirror', password: 'acl-pass', rules }] });
+    const redisUrl = `redis://mirror:acl-pass@127.0.0.1:${server.port}`;
+    const config = scratch.config(['public.acl_items'], { schema: 'mirror_acl', redisUrl });
+    let daemon: MirrorDaemon | undefined;
+    const redis = await connectRedis(redisUrl);
+    try {
+      await install(config, scratch.pool);
+      await expect(redis.set('other:key', 'x')).rejects.toThrow(/NOPERM/);
+      const sync = await runCli(['--schema', config.schema, '--prefix', scratch.prefix, 'sync', '--quiet'], { env: { DATABASE_URL: scratch.databaseUrl, REDIS_URL: redisUrl } });
+      expect(sync.code, show(sync)).toBe(0);
+      // Nothing the user did not ask for, such as ioredis warning that its ready check was refused.
+      expect(sync.stderr).toBe('');
+      daemon = await startDaemon(config, { pollIntervalMs: 200 });
+      await scratch.pool.query(`UPDATE public.acl_items SET v = 'changed' WHERE id < 10; DELETE FROM public.acl_items WHERE id > 40`);
+      await settle(scratch, config);
+      expect(await redis.hget(`${scratch.prefix}public.acl_items:3`, 'v')).toBe('changed');
+      await scratch.pool.query(`TRUNCATE public.acl_items; INSERT INTO public.acl_items VALUES (1, 'again')`);
+      await settle(scratch, config);
+      expect(isClean(await verifyMirror(scratch.pool, redis, { schema: config.schema }))).toBe(true);
+      const verify = await runCli(['--schema', config.schema, 'verify', '--repair'], { env: { DATABASE_URL: scratch.databaseUrl, REDIS_URL: redisUrl } });
+      expect(verify.code, show(verify)).toBe(0);
+    } finally {
+      await daemon?.stop();
+      redis.disconnect();
+      await server.stop();
+    }
   });
 });
