@@ -91,6 +91,14 @@ describe('passwords never appear in output', () => {
     expectNoSecret(result);
   });
 
+  it('verify-full against a certificate nobody vouched for: one line naming sslrootcert, without the password', async () => {
+    for (const params of ['sslmode=verify-full', `sslmode=verify-full&sslrootcert=${pgServer.certs.otherCa}`]) {
+      const url = pgServer.url(PG_PASSWORD, params, { host: 'localhost' });
+      const result = await runCli(['status'], { env: { DATABASE_URL: url, REDIS_URL: redisUrl } });
+      expectOneLineError(result, /^pg-redis-mirror: .*sslrootcert=.*sslmode=require/);
+    }
+  });
+
   it('an unparsable URL with a password is not echoed', async () => {
     const result = await runCli(['listen'], { env: { DATABASE_URL: databaseUrl, REDIS_URL: `redis://:${REDIS_PASSWORD}@127.0.0.1:port` } });
     expectOneLineError(result, /Redis URL is not a valid URL/);

@@ -41,6 +41,9 @@ export async function connectRedis(redisUrl: string, options: RedisConnectOption
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 5000,
+    // After a refused login the server leaves the socket open, and ioredis waits this long
+    // before destroying it (default 2 s): a failing command would linger before exiting.
+    disconnectTimeout: 200,
     retryStrategy: persistent ? (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000) : () => null,
   };
   const redis = new Redis(url.toString(), redisOptions);
