@@ -7,6 +7,7 @@ import { createPool } from '../db/connect.js';
 import { describePgError } from '../db/errors.js';
 import { createDb } from '../db/kysely.js';
 import { connectRedis } from '../redis/connect.js';
+import { renderDaemonGrants } from '../install/grants.js';
 import { configFrom } from './options.js';
 
 const DONE = { create: 'created', update: 'updated', unchanged: 'unchanged', remove: 'removed' } as const;
@@ -63,14 +64,28 @@ export function registerInstall(program: Command): void {
 
   program
     .command('sql')
-    .description('print exactly the SQL that install or uninstall would run now, without running it')
-    .argument('<action>', 'install or uninstall')
-    .action(async (action: string, _options: unknown, command: Command) => {
-      if (action !== 'install' && action !== 'uninstall') {
-        command.error(`error: sql takes "install" or "uninstall", not "${action}"`);
+    .description('print exactly the SQL that install or uninstall would run now, without running it; `sql grants --role <name>` prints what the daemon\'s role needs')
+    .argument('<action>', 'install, uninstall or grants')
+    .option('--role <name>', 'with grants: the role the daemon logs in as')
+    .action(async (action: string, options: { role?: string }, command: Command) => {
+      if (action !== 'install' && action !== 'uninstall' && action !== 'grants') {
+        command.error(`error: sql takes "install", "uninstall" or "grants", not "${action}"`);
       }
       const config = configFrom(command);
-      const result = await renderPlanned(config, action as 'install' | 'uninstall');
+      if (action === 'grants') {
+        if (options.role === undefined) command.error('error: sql grants needs --role <name>, the role the daemon logs in as');
+        const pool = createPool(config.databaseUrl, { max: 1 });
+        const db = createDb(pool);
+        try {
+          process.stdout.write(await renderDaemonGrants(db, config, options.role!));
+        } catch (error) {
+          throw describePgError(error, config.databaseUrl);
+        } finally {
+          await db.destroy();
+        }
+        return;
+      }
+      const result = await renderPlanned(config, action);
       process.stdout.write(result.script);
     });
 }

@@ -46,7 +46,7 @@ export async function main(argv: string[]): Promise<void> {
     const verbose = argv.includes('--verbose') || argv.includes('-v');
     const message = redactUrl(errorMessage(error));
     process.stderr.write(`pg-redis-mirror: ${isUserError(error) || verbose ? '' : 'unexpected error: '}${message}\n`);
-    if (verbose && error instanceof Error && error.stack !== undefined) process.stderr.write(`${error.stack}\n`);
+    if (verbose && error instanceof Error && error.stack !== undefined) process.stderr.write(`${redactUrl(error.stack)}\n`);
     process.exitCode = 1;
   }
 }

@@ -2,6 +2,7 @@ import { userInfo } from 'node:os';
 import pg from 'pg';
 import { UserError } from '../errors.js';
 import { describePgError } from './errors.js';
+import { takeTlsConfig } from './tls.js';
 
 /**
  * Every value is read as PostgreSQL's own text form: node-postgres would otherwise turn
@@ -31,8 +32,11 @@ const SETTINGS_OPTIONS = [...CANONICAL_SETTINGS, ['client_encoding', 'UTF8']]
   .map(([name, value]) => `-c ${name}=${value!.replace(/ /g, '')}`)
   .join(' ');
 
+/** Every connection (pool, LISTEN, demo) is configured here, so sslmode means the same everywhere. */
 export function clientConfig(databaseUrl: string, applicationName = 'pg-redis-mirror'): pg.ClientConfig {
-  return { connectionString: connectionString(databaseUrl), application_name: applicationName, types: textTypes };
+  const url = parseDatabaseUrl(databaseUrl);
+  const ssl = takeTlsConfig(url);
+  return { connectionString: url.toString(), ssl, application_name: applicationName, types: textTypes };
 }
 
 /**
@@ -50,7 +54,17 @@ function withSettings(url: URL): void {
   url.searchParams.set('options', own === null ? SETTINGS_OPTIONS : `${own} ${SETTINGS_OPTIONS}`);
 }
 
+/**
+ * The URL node-postgres gets: default user, canonical settings, and no TLS parameters (those
+ * become the `ssl` option, see takeTlsConfig).
+ */
 export function connectionString(databaseUrl: string): string {
+  const url = parseDatabaseUrl(databaseUrl);
+  takeTlsConfig(url);
+  return url.toString();
+}
+
+function parseDatabaseUrl(databaseUrl: string): URL {
   let url: URL;
   try {
     url = new URL(databaseUrl);
@@ -62,7 +76,7 @@ export function connectionString(databaseUrl: string): string {
   }
   withDefaultUser(url);
   withSettings(url);
-  return url.toString();
+  return url;
 }
 
 export function createPool(databaseUrl: string, options: { max?: number; applicationName?: string } = {}): pg.Pool {

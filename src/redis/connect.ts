@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { UserError, errorMessage } from '../errors.js';
 import { redactUrl } from '../db/errors.js';
+import { takeRedisTls } from './tls.js';
 
 export type RedisClient = Redis;
 
@@ -25,21 +26,27 @@ export async function connectRedis(redisUrl: string, options: RedisConnectOption
   try {
     url = new URL(redisUrl);
   } catch {
-    throw new UserError(`Redis URL ${redactUrl(redisUrl)} is not a valid URL; use redis://host:port[/db] (--redis-url or REDIS_URL)`);
+    // Not echoed: an unparsable URL may not be redactable, and it may hold a password.
+    throw new UserError(`Redis URL is not a valid URL; use redis://[[user]:password@]host:port[/db] (--redis-url or REDIS_URL)`);
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
     throw new UserError(`Redis URL must start with redis:// or rediss://, not ${url.protocol}// (--redis-url or REDIS_URL)`);
   }
+  const tls = takeRedisTls(url);
   const redisOptions: RedisOptions = {
+    ...(tls === undefined ? {} : { tls }),
     lazyConnect: true,
     // A command must fail rather than wait while Redis is away: the daemon then keeps the
     // journal rows and retries the batch.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 5000,
+    // After a refused login the server leaves the socket open, and ioredis waits this long
+    // before destroying it (default 2 s): a failing command would linger before exiting.
+    disconnectTimeout: 200,
     retryStrategy: persistent ? (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000) : () => null,
   };
-  const redis = new Redis(redisUrl, redisOptions);
+  const redis = new Redis(url.toString(), redisOptions);
   let lastError: unknown;
   redis.on('error', (error: unknown) => {
     lastError = error;
@@ -49,13 +56,40 @@ export async function connectRedis(redisUrl: string, options: RedisConnectOption
     await redis.ping();
   } catch (error) {
     redis.disconnect();
-    const reason = errorMessage(lastError ?? error);
-    throw new UserError(
-      `cannot connect to Redis at ${describeRedisUrl(redisUrl)}: ${redactUrl(reason)}; is it running? check --redis-url / REDIS_URL`,
+    throw describeRedisConnectError(lastError ?? error, redisUrl);
+  }
+  return redis;
+}
+
+/** Why a connection failed, and what to change: the login, the TLS settings, or the address. */
+function describeRedisConnectError(error: unknown, redisUrl: string): UserError {
+  const where = `Redis at ${describeRedisUrl(redisUrl)}`;
+  const reason = redactUrl(errorMessage(error)).replace(/\.$/, '');
+  const code = (error as { code?: unknown }).code;
+  if (/^(WRONGPASS|NOAUTH)|AUTH.*without any password|invalid password|invalid username-password/i.test(reason)) {
+    return new UserError(`cannot log in to ${where}: ${reason}; check the user and password in --redis-url / REDIS_URL (the user before the colon, empty for requirepass; the password after it)`, { cause: error });
+  }
+  if (/^NOPERM/.test(reason)) {
+    return new UserError(`${where}: ${reason}; the Redis user needs the commands and keys of the README's "Privileges"`, { cause: error });
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new UserError(
+      `cannot connect to ${where}: its TLS certificate is not for this host name (${reason.replace(/[:\s]+$/, '')}); connect with the host name the certificate names, or add tls_verify=ca to check only the CA`,
       { cause: error },
     );
   }
-  return redis;
+  if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)) {
+    return new UserError(
+      `cannot connect to ${where}: its TLS certificate was not accepted (${reason}); pass the CA that signed it with ?tls_ca=/path/to/ca.crt in the rediss:// URL (tls_verify=ca skips the host name check)`,
+      { cause: error },
+    );
+  }
+  const tlsHint = redisUrl.startsWith('rediss:')
+    ? ' (rediss:// uses TLS: does the server listen with TLS on that port?)'
+    : /ECONNRESET|closed/i.test(reason)
+      ? ' (if the server uses TLS, use a rediss:// URL)'
+      : '';
+  return new UserError(`cannot connect to ${where}: ${reason}; is it running?${tlsHint} check --redis-url / REDIS_URL`, { cause: error });
 }
 
 /** A failure of Redis during work (not at connect): one line that says what to do. */

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { once } from 'node:events';
-import { Redis } from 'ioredis';
+import type { Certificates } from './certs.js';
 
 /** A free TCP port on loopback, as the kernel hands it out. */
 export async function freePort(): Promise<number> {
@@ -15,37 +15,54 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+export interface RedisServerOptions {
+  /** `requirepass`: the default user needs this password (AUTH <password>). */
+  password?: string;
+  /** ACL users, each with its password and rules (default: every key, channel and command). */
+  users?: { name: string; password: string; rules?: string[] }[];
+  /** Listen with TLS only (no plain port), with these certificates; clients need no certificate. */
+  tls?: Certificates;
+}
+
 /** A redis-server of the test's own, without persistence, stopped by its PID (never by name). */
 export class TestRedisServer {
   private process: ChildProcess | undefined;
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly options: RedisServerOptions,
+  ) {}
 
-  static async start(port?: number): Promise<TestRedisServer> {
-    const server = new TestRedisServer(port ?? (await freePort()));
+  static async start(port?: number, options: RedisServerOptions = {}): Promise<TestRedisServer> {
+    const server = new TestRedisServer(port ?? (await freePort()), options);
     await server.start();
     return server;
   }
 
+  /** The address without credentials (`rediss://localhost` with TLS: the certificate names localhost). */
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return this.options.tls === undefined ? `redis://127.0.0.1:${this.port}` : `rediss://localhost:${this.port}`;
+  }
+
+  private args(): string[] {
+    const { password, users = [], tls } = this.options;
+    const args = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    if (tls === undefined) args.push('--port', String(this.port));
+    else {
+      args.push('--port', '0', '--tls-port', String(this.port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-auth-clients', 'no');
+    }
+    if (password !== undefined) args.push('--requirepass', password);
+    for (const user of users) args.push('--user', user.name, 'on', `>${user.password}`, ...(user.rules ?? ['~*', '&*', '+@all']));
+    return args;
   }
 
   async start(): Promise<void> {
-    this.process = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    const client = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    client.on('error', () => undefined);
+    this.process = spawn('redis-server', this.args(), { stdio: 'ignore' });
+    // A TCP connect, not a client: it needs neither the password nor TLS.
     const deadline = Date.now() + 5000;
-    for (;;) {
-      try {
-        await client.connect();
-        await client.ping();
-        client.disconnect();
-        return;
-      } catch {
-        client.disconnect();
-        if (Date.now() > deadline) throw new Error(`redis-server on port ${this.port} did not start`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+    while (!(await accepts(this.port))) {
+      if (this.process.exitCode !== null) throw new Error(`redis-server on port ${this.port} exited with ${this.process.exitCode}`);
+      if (Date.now() > deadline) throw new Error(`redis-server on port ${this.port} did not start`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 
@@ -57,4 +74,15 @@ export class TestRedisServer {
     await exited;
     this.process = undefined;
   }
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
