@@ -316,7 +316,20 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
 
   /** One connection for batches and the wake lock, so the lock lives exactly as long as it. */
   private async workerClient(): Promise<pg.PoolClient> {
-    this.worker ??= await this.pool.connect();
+    if (this.worker === undefined) {
+      const client = await this.pool.connect();
+      // The pool stops listening for errors of a client it has handed out, and this one is
+      // held while the daemon sleeps: a session ended by a server restart or
+      // pg_terminate_backend would be an unhandled 'error' that kills the process. Its wake
+      // lock went with the session, so triggers now skip NOTIFY: drain at once on a new one.
+      client.on('error', (error: Error) => {
+        if (this.worker !== client) return;
+        this.logger.warn({ err: errorMessage(error) }, 'PostgreSQL session of the worker lost; reconnecting');
+        this.dropWorker(error);
+        this.wake();
+      });
+      this.worker = client;
+    }
     return this.worker;
   }
 
