@@ -89,7 +89,7 @@ it('survives pg_terminate_backend of its worker and of its LISTEN session, idle 
   await waitUntil('a change after the worker was killed', async () => (await scratch.redis.hget(key('term', 1), 'note')) === 'after worker', 5000);
 
   // The same, while the application writes.
-  const counts: WriteCounts = { transactions: 0, errors: [] };
+  const counts: WriteCounts = { transactions: 0, changed: 0, errors: [] };
   let stop = false;
   const writers = [1, 2].map((seed) => writeLoop(scratch.pool, 'term', 400, seed, () => stop, counts));
   try {

@@ -15,13 +15,20 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** A redis-server of the test's own, without persistence, stopped by its PID (never by name). */
+/**
+ * A redis-server of the test's own, stopped by its PID (never by name). Without persistence,
+ * unless `dataDir` is given: then every write is in an append-only file before it is
+ * acknowledged, so the keys survive a stop (even SIGKILL) and start, as on a durable server.
+ */
 export class TestRedisServer {
   private process: ChildProcess | undefined;
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly dataDir?: string,
+  ) {}
 
-  static async start(port?: number): Promise<TestRedisServer> {
-    const server = new TestRedisServer(port ?? (await freePort()));
+  static async start(port?: number, options: { dataDir?: string } = {}): Promise<TestRedisServer> {
+    const server = new TestRedisServer(port ?? (await freePort()), options.dataDir);
     await server.start();
     return server;
   }
@@ -31,7 +38,8 @@ export class TestRedisServer {
   }
 
   async start(): Promise<void> {
-    this.process = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const persistence = this.dataDir === undefined ? ['--appendonly', 'no'] : ['--dir', this.dataDir, '--appendonly', 'yes', '--appendfsync', 'always'];
+    this.process = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: 'ignore' });
     const client = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
     client.on('error', () => undefined);
     const deadline = Date.now() + 5000;

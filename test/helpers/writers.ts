@@ -2,6 +2,8 @@ import type pg from 'pg';
 
 export interface WriteCounts {
   transactions: number;
+  /** Transactions that changed a row (an UPDATE or DELETE of a missing id changes none). */
+  changed: number;
   /** Errors the application saw; each one is kept for the assertion message. */
   errors: string[];
 }
@@ -29,8 +31,9 @@ export async function writeLoop(pool: pg.Pool, table: string, ids: number, seed:
             ? `UPDATE ${table} SET v = v + 1, note = 'w' || v WHERE id = $1`
             : `DELETE FROM ${table} WHERE id = $1`;
       try {
-        await client.query(text, [id]);
+        const result = await client.query(text, [id]);
         counts.transactions++;
+        if ((result.rowCount ?? 0) > 0) counts.changed++;
       } catch (error) {
         counts.errors.push(error instanceof Error ? error.message : String(error));
       }
