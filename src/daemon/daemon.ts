@@ -9,7 +9,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { sql } from 'kysely';
 import { connectRedis } from '../redis/connect.js';
 import { writeBatch, type BatchResult } from './apply-batch.js';
-import { buildApplyStatement, claimAndRead, type ApplyStatement } from './apply-statement.js';
+import { buildApplyStatement, claimAndRead, MAX_KEYS_PER_JOURNAL_ROW, type ApplyStatement } from './apply-statement.js';
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
 import { listenForWakeups, type WakeupListener } from './wakeups.js';
@@ -23,7 +23,7 @@ export interface DaemonOptions {
   redisUrl: string;
   /** The install's schema; also the NOTIFY channel. */
   schema: string;
-  /** Most keys claimed from the journal per batch. */
+  /** Most keys claimed from the journal per batch (a single journal row with more, up to 1000, is claimed whole). */
   batchSize: number;
   /** Safety poll of the journal: NOTIFY is not durable, the journal is. */
   pollIntervalMs: number;
@@ -262,7 +262,9 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         this.logger.debug(batch.result, 'batch read');
         const claimed = batch.claimedKeys;
         total += claimed;
-        if (claimed < this.options.batchSize) break;
+        // A claim stops before a journal row that would carry it past the batch size, so a
+        // short batch alone does not mean the journal is empty.
+        if (claimed + MAX_KEYS_PER_JOURNAL_ROW <= this.options.batchSize) break;
         if (performance.now() - opened >= COMMIT_EVERY_MS) await commit();
       }
       if (open) await commit();
