@@ -33,6 +33,13 @@ export interface ApplyStatement {
   utf8Server: boolean;
 }
 
+/**
+ * Most keys the capture functions put in one journal row (sql/table.sql chunks bigger
+ * statements): a claim that found fewer than the batch size minus this had the journal's
+ * every visible row, since the next one would have fitted.
+ */
+export const MAX_KEYS_PER_JOURNAL_ROW = 1000;
+
 export function buildApplyStatement(toolSchema: string, plans: readonly TablePlan[], maxKeys: number, generation: number, utf8Server: boolean): ApplyStatement {
   if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) throw new Error(`batch size must be a positive integer, not ${maxKeys}`);
   const journal = `${quoteIdent(toolSchema)}.journal`;
@@ -60,7 +67,7 @@ export function buildApplyStatement(toolSchema: string, plans: readonly TablePla
       SELECT id, n, sum(n) OVER (ORDER BY id) AS upto
       FROM (SELECT id, coalesce(array_length(keys, 1), 1) AS n FROM ${journal} WHERE id >= $1 ORDER BY id LIMIT ${maxKeys}) j
     ) s
-    WHERE upto - n < ${maxKeys}
+    WHERE upto <= ${maxKeys} OR upto = n
   ))
   RETURNING id, rel, op, keys, created_at
 ),

@@ -9,7 +9,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { sql } from 'kysely';
 import { connectRedis } from '../redis/connect.js';
 import { writeBatch, type BatchResult } from './apply-batch.js';
-import { buildApplyStatement, claimAndRead, type ApplyStatement } from './apply-statement.js';
+import { buildApplyStatement, claimAndRead, MAX_KEYS_PER_JOURNAL_ROW, type ApplyStatement } from './apply-statement.js';
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
 import { listenForWakeups, type WakeupListener } from './wakeups.js';
@@ -27,7 +27,7 @@ export interface DaemonOptions {
   redisUrl: string;
   /** The install's schema; also the NOTIFY channel. */
   schema: string;
-  /** Most keys claimed from the journal per batch. */
+  /** Most keys claimed from the journal per batch (a single journal row with more, up to 1000, is claimed whole). */
   batchSize: number;
   /** Safety poll of the journal: NOTIFY is not durable, the journal is. */
   pollIntervalMs: number;
@@ -390,7 +390,9 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         this.logger.debug(batch.result, 'batch read');
         const claimed = batch.claimedKeys;
         total += claimed;
-        if (claimed < this.options.batchSize) break;
+        // A claim stops before a journal row that would carry it past the batch size, so a
+        // short batch alone does not mean the journal is empty.
+        if (claimed + MAX_KEYS_PER_JOURNAL_ROW <= this.options.batchSize) break;
         if (performance.now() - opened >= COMMIT_EVERY_MS) await commit();
       }
       if (open) await commit();
@@ -446,7 +448,20 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
 
   /** One connection for batches and the wake lock, so the lock lives exactly as long as it. */
   private async workerClient(): Promise<pg.PoolClient> {
-    this.worker ??= await this.pool.connect();
+    if (this.worker === undefined) {
+      const client = await this.pool.connect();
+      // The pool stops listening for errors of a client it has handed out, and this one is
+      // held while the daemon sleeps: a session ended by a server restart or
+      // pg_terminate_backend would be an unhandled 'error' that kills the process. Its wake
+      // lock went with the session, so triggers now skip NOTIFY: drain at once on a new one.
+      client.on('error', (error: Error) => {
+        if (this.worker !== client) return;
+        this.logger.warn({ err: errorMessage(error) }, 'PostgreSQL session of the worker lost; reconnecting');
+        this.dropWorker(error);
+        this.wake();
+      });
+      this.worker = client;
+    }
     return this.worker;
   }
 

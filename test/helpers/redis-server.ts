@@ -22,6 +22,11 @@ export interface RedisServerOptions {
   users?: { name: string; password: string; rules?: string[] }[];
   /** Listen with TLS only (no plain port), with these certificates; clients need no certificate. */
   tls?: Certificates;
+  /**
+   * Keep the data in an append-only file here, written before each write is acknowledged, so the
+   * keys survive a stop (even SIGKILL) and start, as on a durable server. Default: no persistence.
+   */
+  dataDir?: string;
 }
 
 /** A redis-server of the test's own, without persistence, stopped by its PID (never by name). */
@@ -44,8 +49,9 @@ export class TestRedisServer {
   }
 
   private args(): string[] {
-    const { password, users = [], tls } = this.options;
-    const args = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    const { password, users = [], tls, dataDir } = this.options;
+    const persistence = dataDir === undefined ? ['--appendonly', 'no'] : ['--dir', dataDir, '--appendonly', 'yes', '--appendfsync', 'always'];
+    const args = ['--bind', '127.0.0.1', '--save', '', ...persistence];
     if (tls === undefined) args.push('--port', String(this.port));
     else {
       args.push('--port', '0', '--tls-port', String(this.port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-auth-clients', 'no');
