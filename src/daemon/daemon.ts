@@ -32,10 +32,26 @@ export interface DaemonOptions {
   logger?: Logger;
 }
 
+export type DaemonRole = 'leader' | 'standby';
+
+/** A failure the daemon recovers from by retrying; 'failure', not 'error', which would throw with no listener. */
+export interface DaemonFailure {
+  stage: 'batch' | 'copy';
+  error: unknown;
+  attempt: number;
+  retryInMs: number;
+}
+
 export interface DaemonEvents {
   batch: [BatchResult];
   /** A drain found the journal empty. */
   idle: [];
+  failure: [DaemonFailure];
+  /** A connection was lost and is being re-established (once per attempt). */
+  reconnect: [{ server: 'postgres' | 'redis'; attempt: number }];
+  /** A connection is (back) up. */
+  connected: ['postgres' | 'redis'];
+  role: [DaemonRole];
 }
 
 const MAX_RETRY_DELAY_MS = 10_000;
@@ -85,6 +101,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private idle = false;
   private readonly wakeLock: [number, number];
   private failures = 0;
+  private currentRole: DaemonRole = 'standby';
 
   private constructor(
     private readonly options: DaemonOptions,
@@ -125,19 +142,30 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       throw new UserError(`no table is mirrored in schema "${this.options.schema}"; run \`pg-redis-mirror install --table schema.name\` first`);
     }
     this.redis.on('error', (error: unknown) => this.logger.debug({ err: errorMessage(error) }, 'Redis connection error'));
+    let redisAttempt = 0;
+    this.redis.on('reconnecting', () => this.emit('reconnect', { server: 'redis', attempt: ++redisAttempt }));
+    this.redis.on('ready', () => {
+      redisAttempt = 0;
+      this.emit('connected', 'redis');
+    });
     this.listener = await listenForWakeups(this.options.databaseUrl, this.options.schema, this.logger, {
       onWakeup: (wakeup) => {
         if (wakeup.kind === 'reload') this.registryStale = true;
         this.wake();
       },
       // Notifications sent while disconnected are lost: drain whatever the journal holds.
-      onConnected: () => this.wake(),
+      onConnected: () => {
+        this.emit('connected', 'postgres');
+        this.wake();
+      },
+      onReconnect: (attempt) => this.emit('reconnect', { server: 'postgres', attempt }),
     });
     this.pollTimer = setInterval(() => this.wake(), this.options.pollIntervalMs);
     this.logger.info(
       { tables: [...this.plans.values()].map((p) => p.display), schema: this.options.schema },
       'listening; draining the journal',
     );
+    this.setRole('leader');
     this.wake();
     if (this.options.syncNeverCopied === true) this.copying = this.copyNeverCopied();
   }
@@ -161,6 +189,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       } catch (error) {
         const delay = Math.min(1000 * 2 ** Math.min(attempt, 5), 30_000);
         this.logger.error({ err: errorMessage(error), retryInMs: delay }, 'initial copy failed; will retry');
+        this.emit('failure', { stage: 'copy', error, attempt, retryInMs: delay });
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
@@ -201,6 +230,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         this.dropWorker(error);
         const delay = Math.min(250 * 2 ** Math.min(this.failures, 8), MAX_RETRY_DELAY_MS);
         this.logger.error({ err: errorMessage(error), attempt: this.failures, retryInMs: delay }, 'batch failed; journal kept, will retry');
+        this.emit('failure', { stage: 'batch', error, attempt: this.failures, retryInMs: delay });
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;
           this.wake();
@@ -228,12 +258,18 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     let opened = 0;
     let writing: Promise<void> | undefined;
     let results: BatchResult[] = [];
+    const claimedAt = new Map<BatchResult, number>();
     const commit = async (): Promise<void> => {
       await writing;
       writing = undefined;
       await client.query('COMMIT');
       open = false;
-      for (const result of results) this.emit('batch', result);
+      const committed = performance.now();
+      for (const result of results) {
+        result.durationMs = committed - (claimedAt.get(result) ?? committed);
+        this.emit('batch', result);
+      }
+      claimedAt.clear();
       results = [];
     };
     try {
@@ -246,6 +282,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
           opened = performance.now();
         }
         if (fullScan) this.lastFullScan = performance.now();
+        const claimStart = performance.now();
         const batch = await claimAndRead(client, this.statement!, this.plans, fullScan ? 0n : this.claimFrom);
         fullScan = false;
         if (batch.lastId !== null && batch.lastId >= this.claimFrom) this.claimFrom = batch.lastId + 1n;
@@ -270,6 +307,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         // A rejection is seen by the next await of `writing`; until then it must not count as unhandled.
         writing.catch(() => undefined);
         results.push(batch.result);
+        claimedAt.set(batch.result, claimStart);
         this.logger.debug(batch.result, 'batch read');
         const claimed = batch.claimedKeys;
         total += claimed;
@@ -357,6 +395,18 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     await this.redis.quit().catch(() => this.redis.disconnect());
     await this.pool.end().catch(() => undefined);
     this.logger.info('stopped');
+  }
+
+  /** Whether this daemon applies the journal ('leader') or waits to take over ('standby'). */
+  get role(): DaemonRole {
+    return this.currentRole;
+  }
+
+  private setRole(role: DaemonRole): void {
+    if (role === this.currentRole) return;
+    this.currentRole = role;
+    this.logger.info({ role }, role === 'leader' ? 'applying the journal' : 'standing by');
+    this.emit('role', role);
   }
 
   get tables(): TablePlan[] {
