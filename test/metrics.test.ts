@@ -71,12 +71,20 @@ describe('metrics and health (library)', () => {
     expect(sample(text, 'pg_redis_mirror_changes_applied_total', 'table="public.M b"')).toBe(0);
     expect(sample(text, 'pg_redis_mirror_leader')).toBe(1);
 
+    // Settled one by one: a batch writes each key once, however often it changed.
     await scratch.pool.query(`INSERT INTO m_a SELECT g, 'x' FROM generate_series(1, 10) g`);
+    await settle(scratch, config);
     for (let i = 1; i <= 3; i++) await scratch.pool.query(`INSERT INTO "M b" VALUES ($1, 'y')`, [i]);
+    await settle(scratch, config);
     await scratch.pool.query(`UPDATE m_a SET v = 'z' WHERE id <= 4`);
+    await settle(scratch, config);
     await scratch.pool.query(`DELETE FROM "M b" WHERE id = 3`);
     await settle(scratch, config);
-    await waitUntil('the batches to be counted', async () => sample(await scrape(server.port), 'pg_redis_mirror_changes_applied_total', 'table="public.m_a"') === 14);
+    // Events follow each COMMIT, which another session may see first: wait for the counters.
+    await waitUntil('the batches to be counted', async () => {
+      const t = await scrape(server.port);
+      return sample(t, 'pg_redis_mirror_changes_applied_total', 'table="public.m_a"') === 14 && sample(t, 'pg_redis_mirror_changes_applied_total', 'table="public.M b"') === 4;
+    });
     text = await scrape(server.port);
     expect(sample(text, 'pg_redis_mirror_changes_applied_total', 'table="public.M b"')).toBe(4);
     const batches = sample(text, 'pg_redis_mirror_batch_duration_seconds_count')!;
@@ -110,7 +118,10 @@ describe('metrics and health (library)', () => {
     server.attach(second);
     expect((await health(server.port)).status).toBe(200);
     await settle(scratch, config);
-    await waitUntil('the late batch to be counted', async () => sample(await scrape(server.port), 'pg_redis_mirror_changes_applied_total', 'table="public.m_a"') === 19);
+    await waitUntil('the late batch to be counted', async () => {
+      const t = await scrape(server.port);
+      return sample(t, 'pg_redis_mirror_changes_applied_total', 'table="public.m_a"') === 19 && sample(t, 'pg_redis_mirror_changes_applied_total', 'table="public.M b"') === 5;
+    });
     text = await scrape(server.port);
     expect(sample(text, 'pg_redis_mirror_changes_applied_total', 'table="public.M b"')).toBe(5);
     expect(sample(text, 'pg_redis_mirror_journal_backlog_keys')).toBe(0);

@@ -53,8 +53,10 @@ export class MirrorMetrics {
   private unfollow: (() => void)[] = [];
   private role: DaemonRole | null = null;
   private stopped = false;
-  /** Unrecovered trouble: cleared by the next sign that the daemon works. */
-  private trouble: { state: 'failing' | 'reconnecting'; reason: string } | undefined;
+  /** The last batch failed; cleared by the next batch or empty drain. */
+  private failing: string | undefined;
+  /** Connections being re-established; each cleared when its server is back (or a batch got through both). */
+  private reconnecting = new Map<'postgres' | 'redis', string>();
   private lastProgress = performance.now();
   private lastSample = -Infinity;
   private sampling: Promise<void> | undefined;
@@ -112,31 +114,36 @@ export class MirrorMetrics {
     this.setRole(daemon.role);
     // Every table shows up at 0 before its first change, so rate() works from the start.
     for (const plan of daemon.tables) this.changes.labels(plan.display).inc(0);
+    this.failing = undefined;
+    this.reconnecting.clear();
     const progress = (): void => {
       this.lastProgress = performance.now();
-      this.trouble = undefined;
+      this.failing = undefined;
     };
     this.follow(daemon, 'batch', (result) => {
       progress();
+      this.reconnecting.clear();
       for (const [table, keys] of Object.entries(result.tables)) this.changes.labels(table).inc(keys);
       this.batchSeconds.observe(result.durationMs / 1000);
     });
+    // An empty drain proves PostgreSQL works, not Redis (it wrote nothing there).
     this.follow(daemon, 'idle', () => {
       progress();
+      this.reconnecting.delete('postgres');
       // The drain just saw an empty journal: no need to wait for the next sample.
       this.backlog.set(0);
       this.lag.set(0);
     });
     this.follow(daemon, 'failure', (failure) => {
       this.errors.labels(failure.stage).inc();
-      if (failure.stage === 'batch') this.trouble = { state: 'failing', reason: `batch failed (attempt ${failure.attempt}): ${errorMessage(failure.error)}` };
+      if (failure.stage === 'batch') this.failing = `batch failed (attempt ${failure.attempt}): ${errorMessage(failure.error)}`;
     });
     this.follow(daemon, 'reconnect', ({ server, attempt }) => {
       this.reconnects.labels(server).inc();
-      this.trouble = { state: 'reconnecting', reason: `reconnecting to ${server === 'postgres' ? 'PostgreSQL' : 'Redis'} (attempt ${attempt})` };
+      this.reconnecting.set(server, `reconnecting to ${server === 'postgres' ? 'PostgreSQL' : 'Redis'} (attempt ${attempt})`);
     });
-    this.follow(daemon, 'connected', () => {
-      if (this.trouble?.state === 'reconnecting') this.trouble = undefined;
+    this.follow(daemon, 'connected', (server) => {
+      this.reconnecting.delete(server);
     });
     this.follow(daemon, 'role', (role) => {
       this.lastProgress = performance.now();
@@ -166,7 +173,9 @@ export class MirrorMetrics {
     if (this.daemon === undefined) {
       return { ok: false, state: this.stopped ? 'stopped' : 'starting', role: null, reason: this.stopped ? 'the daemon has stopped' : 'the daemon is starting' };
     }
-    if (this.trouble !== undefined) return { ok: false, state: this.trouble.state, role: this.role, reason: this.trouble.reason };
+    if (this.failing !== undefined) return { ok: false, state: 'failing', role: this.role, reason: this.failing };
+    const reconnecting = [...this.reconnecting.values()];
+    if (reconnecting.length > 0) return { ok: false, state: 'reconnecting', role: this.role, reason: reconnecting.join('; ') };
     const silentMs = performance.now() - this.lastProgress;
     if (this.role === 'leader' && silentMs > this.stallAfterMs) {
       return { ok: false, state: 'stalled', role: this.role, reason: `no batch finished and no empty journal seen for ${Math.round(silentMs / 1000)} s` };
