@@ -15,18 +15,18 @@ import { deleteMatching } from '../src/redis/scan.js';
 import { escapeGlob } from '../src/redis/keys.js';
 import { waitForEmptyJournal } from '../src/daemon/backlog.js';
 import { isClean, verifyMirror } from '../src/verify/verify.js';
-import { TestPgServer } from './helpers/pg-server.js';
+import { TestPgCluster } from './helpers/pg-cluster.js';
 import { spawnListen, type ListenChild } from './helpers/listen-child.js';
 import { REDIS_URL, sleep, waitUntil } from './helpers/scratch.js';
 
-let server: TestPgServer;
+let server: TestPgCluster;
 let pool: pg.Pool;
 let redis: Redis;
 let daemon: ListenChild | undefined;
 const prefix = `test:pgrestart:${randomBytes(4).toString('hex')}:`;
 
 beforeAll(async () => {
-  server = await TestPgServer.create();
+  server = await TestPgCluster.create();
   pool = createPool(server.url(), { max: 4 });
   redis = await connectRedis(REDIS_URL);
 });

@@ -157,7 +157,7 @@ describe('least privilege', () => {
 
   it('the Redis ACL user of the README (the prefix\'s keys, read, write, scripting, scan, info) is enough for the daemon, sync and verify', async () => {
     await scratch.pool.query(`CREATE TABLE public.acl_items (id int PRIMARY KEY, v text); INSERT INTO public.acl_items SELECT g, 'v' || g FROM generate_series(1, 50) g`);
-    const rules = [`~${scratch.prefix}*`, '+@read', '+@write', '+@scripting', '+@connection', '+scan', '+info'];
+    const rules = [`~${scratch.prefix}*`, '~pg-redis-mirror:state:*', '+@read', '+@write', '+@scripting', '+@connection', '+scan', '+info'];
     const server = await TestRedisServer.start(undefined, { users: [{ name: 'mirror', password: 'acl-pass', rules }] });
     const redisUrl = `redis://mirror:acl-pass@127.0.0.1:${server.port}`;
     const config = scratch.config(['public.acl_items'], { schema: 'mirror_acl', redisUrl });

@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
-import { install, uninstall, renderPlanned, type PlanResult } from '../install/install.js';
+import { install, uninstall, renderPlanned, type LockPolicy, type PlanResult } from '../install/install.js';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../install/render.js';
+import type { Logger } from '../log.js';
+import { errorMessage } from '../errors.js';
 import { purgeRedisKeys } from '../install/purge.js';
 import { readInstallState } from '../install/state.js';
 import { captureFunctionName } from '../install/names.js';
@@ -8,7 +11,7 @@ import { describePgError } from '../db/errors.js';
 import { createDb } from '../db/kysely.js';
 import { connectRedis } from '../redis/connect.js';
 import { renderDaemonGrants } from '../install/grants.js';
-import { configFrom } from './options.js';
+import { configFrom, loggerFrom, positiveInt } from './options.js';
 
 const DONE = { create: 'created', update: 'updated', unchanged: 'unchanged', remove: 'removed' } as const;
 const SCHEMA_DONE = { create: 'created schema', upgrade: 'upgraded schema', remove: 'removed schema', unchanged: '' } as const;
@@ -21,13 +24,24 @@ export function printPlan(result: PlanResult, out: (line: string) => void = cons
   }
 }
 
+const LOCK_TIMEOUT_HELP = `how long each attempt waits for a table lock, in milliseconds (default ${DEFAULT_LOCK_TIMEOUT_MS}); writers of that table wait as long`;
+
+function lockPolicy(options: { lockTimeout?: number }, logger: Logger, what: string): LockPolicy {
+  return {
+    ...(options.lockTimeout === undefined ? {} : { lockTimeoutMs: options.lockTimeout }),
+    onRetry: ({ attempt, attempts, delayMs, error }) =>
+      logger.warn({ attempt, attempts, retryInMs: delayMs, err: errorMessage(error) }, `${what}: a mirrored table is busy (a transaction holds a conflicting lock); retrying`),
+  };
+}
+
 export function registerInstall(program: Command): void {
   program
     .command('install')
     .description('create the journal and put triggers on the configured tables (idempotent; re-run after changing the config)')
-    .action(async (_options: unknown, command: Command) => {
+    .option('--lock-timeout <ms>', LOCK_TIMEOUT_HELP, positiveInt)
+    .action(async (options: { lockTimeout?: number }, command: Command) => {
       const config = configFrom(command);
-      const result = await install(config);
+      const result = await install(config, undefined, lockPolicy(options, loggerFrom(command), 'install'));
       printPlan(result);
       if (result.body === '') console.log('nothing to do: install is up to date');
     });
@@ -36,7 +50,8 @@ export function registerInstall(program: Command): void {
     .command('uninstall')
     .description('remove the triggers and everything install created in PostgreSQL')
     .option('--purge-redis', 'also delete the mirrored keys from Redis')
-    .action(async (options: { purgeRedis?: boolean }, command: Command) => {
+    .option('--lock-timeout <ms>', LOCK_TIMEOUT_HELP, positiveInt)
+    .action(async (options: { purgeRedis?: boolean; lockTimeout?: number }, command: Command) => {
       const config = configFrom(command);
       // Connect to Redis first: a purge that cannot happen should stop before anything is removed.
       const redis = options.purgeRedis === true ? await connectRedis(config.redisUrl) : undefined;
@@ -45,7 +60,7 @@ export function registerInstall(program: Command): void {
         let state;
         try {
           state = await readInstallState(createDb(pool), config.schema, captureFunctionName);
-          const result = await uninstall(config, pool);
+          const result = await uninstall(config, pool, lockPolicy(options, loggerFrom(command), 'uninstall'));
           printPlan(result);
           if (!state.schemaExists) console.log(`nothing to do: pg-redis-mirror is not installed (no schema "${config.schema}")`);
         } catch (error) {

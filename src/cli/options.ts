@@ -26,6 +26,12 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+export function portNumber(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
+  return n;
+}
+
 export function globals(command: Command): GlobalOptions {
   return command.optsWithGlobals<GlobalOptions>();
 }

@@ -24,6 +24,9 @@ export interface Config {
   prefix: string;
   batchSize: number;
   pollIntervalMs: number;
+  /** `listen` serves /metrics and /healthz here when set. */
+  metricsPort?: number;
+  metricsHost?: string;
   tables: TableConfig[];
   configPath?: string;
 }
@@ -37,6 +40,8 @@ export interface ConfigOverrides {
   prefix?: string;
   tables?: string[];
   batchSize?: number;
+  metricsPort?: number;
+  metricsHost?: string;
 }
 
 export const DEFAULTS = {
@@ -82,9 +87,15 @@ export function resolveConfig(file: ConfigFile, overrides: ConfigOverrides, env:
     prefix,
     batchSize: overrides.batchSize ?? file.batchSize ?? DEFAULTS.batchSize,
     pollIntervalMs: file.pollIntervalMs ?? DEFAULTS.pollIntervalMs,
+    ...optional('metricsPort', overrides.metricsPort ?? file.metricsPort),
+    ...optional('metricsHost', overrides.metricsHost ?? file.metricsHost),
     tables,
     ...(path === undefined ? {} : { configPath: path }),
   };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
 function findConfigFile(cwd: string): string | undefined {

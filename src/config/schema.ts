@@ -33,6 +33,10 @@ export const configFileSchema = z.strictObject({
   batchSize: z.number().int().min(1).max(100_000).optional(),
   /** Safety poll of the journal, in milliseconds (NOTIFY is only a wake-up). */
   pollIntervalMs: z.number().int().min(10).optional(),
+  /** `listen` serves /metrics and /healthz on this port (none when absent). */
+  metricsPort: z.number().int().min(0).max(65535).optional(),
+  /** Interface for the metrics port; default all. */
+  metricsHost: z.string().min(1).optional(),
   tables: z.array(z.union([z.string().min(1), tableConfigSchema])).optional(),
 });
 

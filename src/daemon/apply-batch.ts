@@ -12,6 +12,10 @@ export interface BatchResult {
   truncates: number;
   /** Tables no longer mirrored whose journal rows were dropped without effect. */
   skipped: number;
+  /** Keys written (or deleted) per table, by display name; what metrics count per table. */
+  tables: Record<string, number>;
+  /** From the claim to the commit that made the batch final (set at commit; 0 until then). */
+  durationMs: number;
 }
 
 /** Re-reads the current rows of `keys` (one query) and turns them into key writes. */

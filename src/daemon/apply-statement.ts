@@ -128,7 +128,7 @@ export interface AppliedBatch extends ReadBatch {
 export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatement, plans: ReadonlyMap<number, TablePlan>, fromId: bigint): Promise<AppliedBatch> {
   const { rows } = await client.query<(string | null)[]>({ name: statement.name, text: statement.text, values: [fromId.toString()], rowMode: 'array' });
   const width = statement.keyWidth;
-  const result: BatchResult = { entries: 0, keys: 0, truncates: 0, skipped: 0 };
+  const result: BatchResult = { entries: 0, keys: 0, truncates: 0, skipped: 0, tables: perTable(), durationMs: 0 };
   const batch: AppliedBatch = { result, steps: [], claimedKeys: 0, oldest: null, unknown: [], lastId: null };
   const steps = new Map<number, { truncatePattern: string | undefined; writes: KeyWrite[] }>();
   const stepOf = (plan: TablePlan) => {
@@ -145,6 +145,7 @@ export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatem
       const plan = plans.get(Number(row[1]))!;
       stepOf(plan).writes.push(rowWrite(plan, row, statement));
       result.keys += 1;
+      result.tables[plan.display] = (result.tables[plan.display] ?? 0) + 1;
     } else if (kind === 't') {
       const plan = plans.get(Number(row[1]));
       if (plan === undefined) continue;
@@ -161,6 +162,11 @@ export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatem
   }
   batch.steps = [...steps.values()];
   return batch;
+}
+
+/** No prototype: a table may well be named "__proto__". */
+function perTable(): Record<string, number> {
+  return Object.create(null) as Record<string, number>;
 }
 
 function rowWrite(plan: TablePlan, row: readonly (string | null)[], statement: ApplyStatement): KeyWrite {

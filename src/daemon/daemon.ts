@@ -38,12 +38,25 @@ export interface DaemonOptions {
 
 export type DaemonRole = 'leader' | 'standby';
 
+/** A failure the daemon recovers from by retrying; 'failure', not 'error', which would throw with no listener. */
+export interface DaemonFailure {
+  stage: 'batch' | 'copy';
+  error: unknown;
+  attempt: number;
+  retryInMs: number;
+}
+
 export interface DaemonEvents {
   batch: [BatchResult];
   /** Became the leader (applies changes) or a standby (another daemon leads). */
   role: [DaemonRole];
   /** A drain found the journal empty. */
   idle: [];
+  failure: [DaemonFailure];
+  /** A connection was lost and is being re-established (once per attempt). */
+  reconnect: [{ server: 'postgres' | 'redis'; attempt: number }];
+  /** A connection is (back) up. */
+  connected: ['postgres' | 'redis'];
 }
 
 const MAX_RETRY_DELAY_MS = 10_000;
@@ -96,7 +109,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private readonly wakeLock: [number, number];
   private readonly leaderLock: [number, number];
   private failures = 0;
-  private role: DaemonRole | undefined;
+  private currentRole: DaemonRole | undefined;
   /** Set while this daemon leads: its fencing token, raised in Redis when it took the lead. */
   private fence: Fence | undefined;
   private stateKeyName = '';
@@ -149,8 +162,12 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       client.release();
     }
     this.redis.on('error', (error: unknown) => this.logger.debug({ err: errorMessage(error) }, 'Redis connection error'));
-    // A Redis that comes back may have come back empty.
+    let redisAttempt = 0;
+    this.redis.on('reconnecting', () => this.emit('reconnect', { server: 'redis', attempt: ++redisAttempt }));
     this.redis.on('ready', () => {
+      redisAttempt = 0;
+      this.emit('connected', 'redis');
+      // A Redis that comes back may have come back empty.
       this.epochCheckDue = true;
       this.wake();
     });
@@ -160,7 +177,11 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         this.wake();
       },
       // Notifications sent while disconnected are lost: drain whatever the journal holds.
-      onConnected: () => this.wake(),
+      onConnected: () => {
+        this.emit('connected', 'postgres');
+        this.wake();
+      },
+      onReconnect: (attempt) => this.emit('reconnect', { server: 'postgres', attempt }),
     });
     this.pollTimer = setInterval(() => {
       this.epochCheckDue = true;
@@ -202,8 +223,8 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   }
 
   private setRole(role: DaemonRole): void {
-    if (this.role === role) return;
-    this.role = role;
+    if (this.currentRole === role) return;
+    this.currentRole = role;
     if (role === 'leader') this.logger.info({ token: this.fence?.token }, 'leading: applying changes');
     else this.logger.info('standby: another daemon leads; taking over when it stops');
     this.emit('role', role);
@@ -270,6 +291,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       } catch (error) {
         const delay = Math.min(1000 * 2 ** Math.min(attempt, 5), 30_000);
         this.logger.error({ err: errorMessage(error), retryInMs: delay }, 'copy failed; will retry');
+        this.emit('failure', { stage: 'copy', error, attempt, retryInMs: delay });
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
@@ -317,6 +339,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         this.dropWorker(error);
         const delay = Math.min(250 * 2 ** Math.min(this.failures, 8), MAX_RETRY_DELAY_MS);
         this.logger.error({ err: errorMessage(error), attempt: this.failures, retryInMs: delay }, 'batch failed; journal kept, will retry');
+        this.emit('failure', { stage: 'batch', error, attempt: this.failures, retryInMs: delay });
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;
           this.wake();
@@ -345,12 +368,18 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     let opened = 0;
     let writing: Promise<void> | undefined;
     let results: BatchResult[] = [];
+    const claimedAt = new Map<BatchResult, number>();
     const commit = async (): Promise<void> => {
       await writing;
       writing = undefined;
       await client.query('COMMIT');
       open = false;
-      for (const result of results) this.emit('batch', result);
+      const committed = performance.now();
+      for (const result of results) {
+        result.durationMs = committed - (claimedAt.get(result) ?? committed);
+        this.emit('batch', result);
+      }
+      claimedAt.clear();
       results = [];
     };
     try {
@@ -363,6 +392,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
           opened = performance.now();
         }
         if (fullScan) this.lastFullScan = performance.now();
+        const claimStart = performance.now();
         const batch = await claimAndRead(client, this.statement!, this.plans, fullScan ? 0n : this.claimFrom);
         fullScan = false;
         if (batch.lastId !== null && batch.lastId >= this.claimFrom) this.claimFrom = batch.lastId + 1n;
@@ -387,6 +417,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         // A rejection is seen by the next await of `writing`; until then it must not count as unhandled.
         writing.catch(() => undefined);
         results.push(batch.result);
+        claimedAt.set(batch.result, claimStart);
         this.logger.debug(batch.result, 'batch read');
         const claimed = batch.claimedKeys;
         total += claimed;
@@ -491,6 +522,11 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     await this.redis.quit().catch(() => this.redis.disconnect());
     await this.pool.end().catch(() => undefined);
     this.logger.info('stopped');
+  }
+
+  /** Whether this daemon applies the journal ('leader') or waits to take over ('standby'). */
+  get role(): DaemonRole {
+    return this.currentRole ?? 'standby';
   }
 
   get tables(): TablePlan[] {

@@ -38,7 +38,7 @@ export async function listenForWakeups(
   databaseUrl: string,
   channel: string,
   logger: Logger,
-  handlers: { onWakeup: (wakeup: Wakeup) => void; onConnected: () => void },
+  handlers: { onWakeup: (wakeup: Wakeup) => void; onConnected: () => void; onReconnect?: (attempt: number) => void },
 ): Promise<WakeupListener> {
   const subscriber = createSubscriber(clientConfig(databaseUrl, listenApplicationName(channel)), {
     retryTimeout: Infinity,
@@ -55,7 +55,10 @@ export async function listenForWakeups(
     }
     handlers.onWakeup(wakeup);
   });
-  subscriber.events.on('reconnect', (attempt: number) => logger.warn({ attempt }, 'LISTEN connection lost; reconnecting'));
+  subscriber.events.on('reconnect', (attempt: number) => {
+    logger.warn({ attempt }, 'LISTEN connection lost; reconnecting');
+    handlers.onReconnect?.(attempt);
+  });
   subscriber.events.on('connected', () => handlers.onConnected());
   subscriber.events.on('error', (error: Error) => logger.error({ err: error.message }, 'LISTEN connection error'));
   await subscriber.connect();

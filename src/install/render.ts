@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { formatTableName } from '../config/table-name.js';
+import { formatTableName, type TableName } from '../config/table-name.js';
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
 import { renderSqlFile, sqlFileText } from '../sql/template.js';
 import { SCHEMA_VERSION } from '../version.js';
@@ -8,15 +8,40 @@ import { keyNeedsCanonicalSettings, type TableSpec } from './spec.js';
 import type { InstalledTable } from './state.js';
 import { CANONICAL_SETTINGS } from '../db/connect.js';
 
-/** The statements that open every install/uninstall script: serialize runs, pin literal syntax. */
-export function renderPreamble(toolSchema: string): string {
+/**
+ * How long one attempt of install/uninstall waits for a table lock. Short, because while it
+ * waits every writer of that table queues behind it; and below PostgreSQL's default
+ * deadlock_timeout (1 s), so that when the tool and an application transaction deadlock, the
+ * tool's wait ends first and the application's transaction is never the one cancelled.
+ */
+export const DEFAULT_LOCK_TIMEOUT_MS = 500;
+
+/** The statements that open every install/uninstall script: serialize runs, pin literal syntax, wait politely. */
+export function renderPreamble(toolSchema: string, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS): string {
   const [a, b] = installLockKey(toolSchema);
+  if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 1) throw new Error(`lock timeout must be a positive integer, not ${lockTimeoutMs}`);
   return [
     `-- one install or uninstall at a time for schema ${quoteIdent(toolSchema)}`,
     `SELECT pg_catalog.pg_advisory_xact_lock(${a}, ${b});`,
     `SET LOCAL standard_conforming_strings = on;`,
+    `-- give up on a table lock rather than make the application's writers queue behind this`,
+    `-- transaction (install retries; if this script fails here, run it again)`,
+    `SET LOCAL lock_timeout = '${lockTimeoutMs}ms';`,
     '',
   ].join('\n');
+}
+
+/**
+ * Takes every table lock the script needs in one place, first: the statements after it then
+ * never wait, so the locks are held for milliseconds, and a table that cannot be locked in
+ * time fails the attempt before anything was done. CREATE [OR REPLACE] TRIGGER takes SHARE ROW
+ * EXCLUSIVE (writers wait, readers do not); DROP TRIGGER takes ACCESS EXCLUSIVE (readers wait too).
+ */
+export function renderLocks(triggered: readonly TableName[], dropped: readonly TableName[], reversed = false): string {
+  const order = <T>(items: readonly T[]): T[] => (reversed ? [...items].reverse() : [...items]);
+  const lock = (tables: readonly TableName[], mode: string): string =>
+    tables.length === 0 ? '' : `LOCK TABLE ${order(tables).map((t) => `ONLY ${quoteQualified(t.schema, t.name)}`).join(', ')} IN ${mode} MODE;\n`;
+  return order([lock(triggered, 'SHARE ROW EXCLUSIVE'), lock(dropped, 'ACCESS EXCLUSIVE')]).join('');
 }
 
 export function renderSchema(toolSchema: string): string {

@@ -76,6 +76,8 @@ interface Call {
   keys: number;
   args: number;
   keyText: string;
+  /** Length of the first key's RESP text at the start of keyText. */
+  firstKeyLength: number;
   argText: string;
 }
 
@@ -85,15 +87,20 @@ export interface Fence {
   token: string;
 }
 
-/** Writers that are not the daemon (sync, verify --repair) are never fenced. */
-const NO_FENCE: Fence = { key: 'pg-redis-mirror:unfenced', token: '' };
+/**
+ * Writers that are not the daemon (sync, verify --repair) are never fenced. Their KEYS[1] is
+ * the call's first key again (the script does not read it), so they touch no key outside the
+ * mirrored ones (an ACL user limited to the prefix suffices).
+ */
+const NO_FENCE: Fence = { key: '', token: '' };
 
 function send(redis: Redis, call: Call, fence: Fence): Promise<unknown> {
+  const fenceKey = fence.key === '' ? call.keyText.slice(0, call.firstKeyLength) : bulkString(fence.key);
   return sendEncoded(
     redis,
     'evalsha',
     5 + call.keys + call.args,
-    EVALSHA_HEAD + bulkString(String(call.keys + 1)) + bulkString(fence.key) + call.keyText + bulkString(fence.token) + call.argText,
+    EVALSHA_HEAD + bulkString(String(call.keys + 1)) + fenceKey + call.keyText + bulkString(fence.token) + call.argText,
   );
 }
 
@@ -109,11 +116,12 @@ function isNoScript(error: unknown): boolean {
 export async function writeKeys(redis: Redis, writes: readonly KeyWrite[], fence: Fence = NO_FENCE): Promise<void> {
   if (writes.length === 0) return;
   const calls: Call[] = [];
-  let call: Call = { keys: 0, args: 0, keyText: '', argText: '' };
+  let call: Call = { keys: 0, args: 0, keyText: '', firstKeyLength: 0, argText: '' };
   let bytes = 0;
   for (const write of writes) {
     call.keys += 1;
     call.keyText += bulkString(write.key);
+    if (call.keys === 1) call.firstKeyLength = call.keyText.length;
     bytes += write.key.length;
     if ('hash' in write) {
       call.args += 2 + write.hash.length;
@@ -136,7 +144,7 @@ export async function writeKeys(redis: Redis, writes: readonly KeyWrite[], fence
     }
     if (call.keys >= MAX_KEYS_PER_CALL || bytes >= MAX_BYTES_PER_CALL || call.args >= MAX_ARGS_PER_CALL) {
       calls.push(call);
-      call = { keys: 0, args: 0, keyText: '', argText: '' };
+      call = { keys: 0, args: 0, keyText: '', firstKeyLength: 0, argText: '' };
       bytes = 0;
     }
   }
