@@ -30,7 +30,10 @@ BEGIN
   -- cannot go idle before it has seen this change. Most transactions under load therefore
   -- skip NOTIFY, whose commit-time lock would serialize them. The payload is a wake-up only,
   -- never row data (every database user can LISTEN); identical ones fold within a transaction.
-  IF NOT pg_try_advisory_xact_lock_shared({{wake_lock}}) THEN
+  -- A listener that stopped reading fills PostgreSQL's notification queue, and pg_notify on a
+  -- full queue raises an error: past half full, skip the wake-up (the daemon's poll finds the
+  -- change) rather than ever fail the application's transaction.
+  IF NOT pg_try_advisory_xact_lock_shared({{wake_lock}}) AND pg_notification_queue_usage() < 0.5 THEN
     PERFORM pg_notify({{channel}}, '{"rel":' || TG_RELID || '}');
   END IF;
   RETURN NULL;

@@ -169,7 +169,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       this.emit('connected', 'redis');
       // A Redis that comes back may have come back empty.
       this.epochCheckDue = true;
-      this.wake();
+      this.wakeNow();
     });
     this.listener = await listenForWakeups(this.options.databaseUrl, this.options.schema, this.logger, {
       onWakeup: (wakeup) => {
@@ -179,7 +179,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       // Notifications sent while disconnected are lost: drain whatever the journal holds.
       onConnected: () => {
         this.emit('connected', 'postgres');
-        this.wake();
+        this.wakeNow();
       },
       onReconnect: (attempt) => this.emit('reconnect', { server: 'postgres', attempt }),
     });
@@ -306,6 +306,15 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     const encoding = await sql<{ encoding: string }>`SELECT pg_catalog.current_setting('server_encoding') AS encoding`.execute(this.db);
     this.utf8Server = encoding.rows[0]?.encoding === 'UTF8';
     this.statement = buildApplyStatement(this.options.schema, [...this.plans.values()], this.options.batchSize, ++this.generation, this.utf8Server);
+  }
+
+  /** A server is back: retry now rather than when the backoff would have. */
+  private wakeNow(): void {
+    if (this.retryTimer !== undefined) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    this.wake();
   }
 
   /** Schedules a drain; calls while one runs make it go around once more. */

@@ -28,7 +28,18 @@ export const CANONICAL_SETTINGS: ReadonlyArray<readonly [string, string]> = [
  * Startup `options`, so the settings hold from the first query of every connection. node-postgres
  * decodes text as UTF-8, so that is what the server must send whatever its own encoding.
  */
-const SETTINGS_OPTIONS = [...CANONICAL_SETTINGS, ['client_encoding', 'UTF8']]
+/**
+ * TCP keepalives on the server's side: a daemon that vanished without closing its connection
+ * (host down, network cut) has its session ended within about 25 s, which frees its leader
+ * lock for a standby. (Writes it still had in flight are refused by the fencing token.)
+ */
+const KEEPALIVES: ReadonlyArray<readonly [string, string]> = [
+  ['tcp_keepalives_idle', '10'],
+  ['tcp_keepalives_interval', '5'],
+  ['tcp_keepalives_count', '3'],
+];
+
+const SETTINGS_OPTIONS = [...CANONICAL_SETTINGS, ['client_encoding', 'UTF8'], ...KEEPALIVES]
   .map(([name, value]) => `-c ${name}=${value!.replace(/ /g, '')}`)
   .join(' ');
 
