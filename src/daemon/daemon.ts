@@ -500,6 +500,14 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         this.dropWorker(error);
         this.wake();
       });
+      // The claim statement takes the journal id to start at as a parameter, and with a custom
+      // plan for each value PostgreSQL would plan the whole (large) statement every batch.
+      try {
+        await client.query('SET plan_cache_mode = force_generic_plan');
+      } catch (error) {
+        client.release(error instanceof Error ? error : new Error(String(error)));
+        throw error;
+      }
       this.worker = client;
     }
     return this.worker;
