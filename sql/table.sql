@@ -57,3 +57,4 @@ VALUES ({{table_literal}}::regclass, {{schema_name_literal}}, {{table_name_liter
 ON CONFLICT (rel) DO UPDATE SET spec = EXCLUDED.spec, spec_hash = EXCLUDED.spec_hash, installed_at = now(),
   -- keys written under other options must be copied again
   synced_at = CASE WHEN {{schema}}.tables.spec = EXCLUDED.spec THEN {{schema}}.tables.synced_at END;
+{{group_meta}}

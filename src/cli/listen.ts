@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { MirrorDaemon } from '../daemon/daemon.js';
 import { MetricsServer } from '../metrics/server.js';
 import type { ConfigOverrides } from '../config/load.js';
@@ -10,6 +10,12 @@ interface ListenOptions {
   sync?: boolean;
   metricsPort?: number;
   metricsHost?: string;
+  group?: string;
+}
+
+function groupName(value: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,40}$/.test(value)) throw new InvalidArgumentError('must be 1-40 letters, digits, "_", "." or "-"');
+  return value;
 }
 
 export function registerListen(program: Command): void {
@@ -19,6 +25,7 @@ export function registerListen(program: Command): void {
     .option('--batch-size <n>', 'most changed keys applied per batch', positiveInt)
     .option('--poll-interval <ms>', 'safety poll of the journal in milliseconds', positiveInt)
     .option('--sync', 'also copy tables that were never copied (or whose options changed), while streaming')
+    .option('--group <name>', 'apply only the tables of this group (their "group" option); one leader per group', groupName)
     .option('--metrics-port <port>', 'serve Prometheus /metrics and /healthz on this port', portNumber)
     .option('--metrics-host <host>', 'interface for --metrics-port (default: all)')
     .action(async (options: ListenOptions, command: Command) => {
@@ -51,6 +58,7 @@ export function registerListen(program: Command): void {
           batchSize: config.batchSize,
           pollIntervalMs,
           syncNeverCopied: options.sync === true,
+          ...(options.group === undefined ? {} : { group: options.group }),
           logger,
         });
       } catch (error) {

@@ -15,6 +15,8 @@ export interface TableConfig extends TableName {
   format: ValueFormat;
   keyTemplate?: string;
   prefix: string;
+  /** Daemon group (see DEFAULT_GROUP). */
+  group?: string;
 }
 
 export interface Config {
@@ -43,6 +45,9 @@ export interface ConfigOverrides {
   metricsPort?: number;
   metricsHost?: string;
 }
+
+/** Tables without a group, and daemons without --group, belong to this one. */
+export const DEFAULT_GROUP = 'default';
 
 export const DEFAULTS = {
   databaseUrl: 'postgres://localhost:5432/postgres',
@@ -166,5 +171,6 @@ function toTableConfig(entry: string | TableConfigInput, prefix: string, where: 
   if (entry.columns !== undefined) table.columns = entry.columns;
   if (entry.exclude !== undefined) table.exclude = entry.exclude;
   if (entry.keyTemplate !== undefined) table.keyTemplate = entry.keyTemplate;
+  if (entry.group !== undefined && entry.group !== DEFAULT_GROUP) table.group = entry.group;
   return table;
 }

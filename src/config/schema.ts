@@ -20,6 +20,8 @@ export const tableConfigSchema = z.strictObject({
   keyTemplate: z.string().min(1).optional(),
   /** Overrides the global prefix for this table. */
   prefix: z.string().optional(),
+  /** The daemon group that applies this table's changes (`listen --group`); default "default". */
+  group: z.string().regex(/^[A-Za-z0-9_.-]{1,40}$/, 'must be 1-40 letters, digits, "_", "." or "-"').optional(),
 });
 
 export const configFileSchema = z.strictObject({

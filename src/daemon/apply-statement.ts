@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
+import { DEFAULT_GROUP } from '../config/load.js';
 import type { KeyWrite } from '../redis/replace.js';
 import type { BatchResult, ReadBatch } from './apply-batch.js';
 import { jsonExpression, type TablePlan } from './table-plan.js';
@@ -40,7 +41,25 @@ export interface ApplyStatement {
  */
 export const MAX_KEYS_PER_JOURNAL_ROW = 1000;
 
-export function buildApplyStatement(toolSchema: string, plans: readonly TablePlan[], maxKeys: number, generation: number, utf8Server: boolean): ApplyStatement {
+/**
+ * Journal rows of one daemon group: the default group takes every row but those of tables in
+ * named groups (so rows of uninstalled tables are still claimed and dropped).
+ */
+function groupFilter(toolSchema: string, group: string): string {
+  const registry = `${quoteIdent(toolSchema)}.tables`;
+  return group === DEFAULT_GROUP
+    ? `rel NOT IN (SELECT g.rel::oid FROM ${registry} g WHERE g.spec ? 'group')`
+    : `rel IN (SELECT g.rel::oid FROM ${registry} g WHERE g.spec->>'group' = ${quoteLiteral(group)})`;
+}
+
+export function buildApplyStatement(
+  toolSchema: string,
+  plans: readonly TablePlan[],
+  maxKeys: number,
+  generation: number,
+  utf8Server: boolean,
+  group: string = DEFAULT_GROUP,
+): ApplyStatement {
   if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) throw new Error(`batch size must be a positive integer, not ${maxKeys}`);
   const journal = `${quoteIdent(toolSchema)}.journal`;
   const keyWidth = Math.max(1, ...plans.map((p) => p.keyColumns.length));
@@ -65,7 +84,7 @@ export function buildApplyStatement(toolSchema: string, plans: readonly TablePla
   WHERE id = ANY(ARRAY(
     SELECT id FROM (
       SELECT id, n, sum(n) OVER (ORDER BY id) AS upto
-      FROM (SELECT id, coalesce(array_length(keys, 1), 1) AS n FROM ${journal} WHERE id >= $1 ORDER BY id LIMIT ${maxKeys}) j
+      FROM (SELECT id, coalesce(array_length(keys, 1), 1) AS n FROM ${journal} WHERE id >= $1 AND ${groupFilter(toolSchema, group)} ORDER BY id LIMIT ${maxKeys}) j
     ) s
     WHERE upto <= ${maxKeys} OR upto = n
   ))

@@ -17,7 +17,8 @@ import { applyLockKey, leaderLockKey, wakeLockKey } from '../install/names.js';
 import { randomUUID } from 'node:crypto';
 import type { Fence } from '../redis/replace.js';
 import { raiseLeaderToken, readEpoch, readLeaderToken, stateKey, writeEpoch } from '../redis/state.js';
-import { finishRecopy, nextLeaderToken, readMeta, recordEpoch, startRecopy } from './meta.js';
+import { finishRecopy, nextLeaderToken, readMeta, recordEpoch, startRecopy, type MetaScope } from './meta.js';
+import { DEFAULT_GROUP } from '../config/load.js';
 import { daemonApplicationName } from './app-names.js';
 import { syncTables } from '../sync/sync.js';
 import { createProgress } from '../sync/progress.js';
@@ -33,6 +34,8 @@ export interface DaemonOptions {
   pollIntervalMs: number;
   /** Copy tables that were never copied (or whose options changed) while streaming. */
   syncNeverCopied?: boolean;
+  /** Apply only this group's tables (see TableConfig.group); default "default". */
+  group?: string;
   logger?: Logger;
 }
 
@@ -108,6 +111,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private idle = false;
   private readonly wakeLock: [number, number];
   private readonly leaderLock: [number, number];
+  private readonly scope: MetaScope;
   private failures = 0;
   private currentRole: DaemonRole | undefined;
   /** Set while this daemon leads: its fencing token, raised in Redis when it took the lead. */
@@ -129,8 +133,9 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     // batch whose commit is lost in a server crash only comes back as journal rows, and
     // applying them again is harmless; the application's commits stay durable.
     this.beginText = `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_catalog.pg_advisory_xact_lock_shared(${a}, ${b})`;
-    this.wakeLock = wakeLockKey(options.schema);
-    this.leaderLock = leaderLockKey(options.schema);
+    this.scope = { schema: options.schema, group: options.group ?? DEFAULT_GROUP };
+    this.wakeLock = wakeLockKey(options.schema, this.scope.group);
+    this.leaderLock = leaderLockKey(options.schema, this.scope.group);
   }
 
   /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
@@ -153,11 +158,14 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private async init(): Promise<void> {
     await this.reloadRegistry();
     if (this.plans.size === 0) {
+      if (this.scope.group !== DEFAULT_GROUP) {
+        throw new UserError(`no mirrored table is in group "${this.scope.group}"; set "group" on tables in the config and run \`pg-redis-mirror install\`, or drop --group`);
+      }
       throw new UserError(`no table is mirrored in schema "${this.options.schema}"; run \`pg-redis-mirror install --table schema.name\` first`);
     }
     const client = await this.pool.connect();
     try {
-      this.stateKeyName = stateKey((await readMeta(client, this.options.schema)).installId);
+      this.stateKeyName = stateKey((await readMeta(client, this.scope)).installId, this.scope.group);
     } finally {
       client.release();
     }
@@ -210,7 +218,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       this.setRole('standby');
       return false;
     }
-    const token = await nextLeaderToken(worker, this.options.schema, await readLeaderToken(this.redis, this.stateKeyName));
+    const token = await nextLeaderToken(worker, this.scope, await readLeaderToken(this.redis, this.stateKeyName));
     if (!(await raiseLeaderToken(this.redis, this.stateKeyName, token))) {
       throw new Error('a newer leader token is in Redis although this daemon holds the leader lock');
     }
@@ -238,16 +246,16 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private async checkRedisEpoch(): Promise<void> {
     this.epochCheckDue = false;
     const worker = await this.workerClient();
-    const meta = await readMeta(worker, this.options.schema);
+    const meta = await readMeta(worker, this.scope);
     const inRedis = await readEpoch(this.redis, this.stateKeyName);
     if (meta.redisEpoch === null) {
       const epoch = randomUUID();
       await writeEpoch(this.redis, this.stateKeyName, epoch);
-      await recordEpoch(worker, this.options.schema, epoch);
+      await recordEpoch(worker, this.scope, epoch);
     } else if (inRedis !== meta.redisEpoch) {
       this.logger.warn({ expected: meta.redisEpoch, found: inRedis }, 'Redis lost the mirror; copying every table again while streaming');
       const epoch = randomUUID();
-      await startRecopy(worker, this.options.schema, epoch);
+      await startRecopy(worker, this.scope, epoch);
       await raiseLeaderToken(this.redis, this.stateKeyName, this.fence!.token);
       await writeEpoch(this.redis, this.stateKeyName, epoch);
       this.startCopy();
@@ -274,6 +282,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         const progress = createProgress(this.logger, { quiet: false, tty: false, intervalMs: 5000 });
         const results = await syncTables(this.pool, this.redis, {
           schema: this.options.schema,
+          tables: [...this.plans.values()].map((p) => ({ schema: p.schema, name: p.name })),
           onlyNeverCopied: true,
           onProgress: (p) => progress.update(p),
           shouldStop: () => this.stopping,
@@ -282,7 +291,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
           if (results.length > 0) this.logger.info({ tables: results.map((r) => r.table) }, 'copy done');
           const client = await this.pool.connect();
           try {
-            await finishRecopy(client, this.options.schema);
+            await finishRecopy(client, this.scope);
           } finally {
             client.release();
           }
@@ -298,14 +307,21 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   }
 
   private async reloadRegistry(): Promise<void> {
-    const registry = await loadRegistry(this.db, this.options.schema);
+    const registry = await loadRegistry(this.db, this.options.schema, this.scope.group);
     for (const problem of registry.problems) this.logger.warn(problem);
     this.plans = registry.plans;
     this.registryStale = false;
     this.ignoredRels.clear();
     const encoding = await sql<{ encoding: string }>`SELECT pg_catalog.current_setting('server_encoding') AS encoding`.execute(this.db);
     this.utf8Server = encoding.rows[0]?.encoding === 'UTF8';
-    this.statement = buildApplyStatement(this.options.schema, [...this.plans.values()], this.options.batchSize, ++this.generation, this.utf8Server);
+    this.statement = buildApplyStatement(
+      this.options.schema,
+      [...this.plans.values()],
+      this.options.batchSize,
+      ++this.generation,
+      this.utf8Server,
+      this.scope.group,
+    );
   }
 
   /** A server is back: retry now rather than when the backoff would have. */

@@ -5,6 +5,7 @@ import { UserError } from '../errors.js';
 import type { StoredSpec } from '../install/spec.js';
 import { buildTablePlan, type TablePlan } from './table-plan.js';
 import { quoteIdent } from '../sql/quote.js';
+import { DEFAULT_GROUP } from '../config/load.js';
 
 export interface Registry {
   plans: Map<number, TablePlan>;
@@ -17,7 +18,8 @@ export interface Registry {
 let planCounter = 0;
 
 /** Reads the mirrored tables from the install's registry and the catalog as they are now. */
-export async function loadRegistry(db: Db, toolSchema: string): Promise<Registry> {
+/** `group`: only the tables of that daemon group (all tables when absent). */
+export async function loadRegistry(db: Db, toolSchema: string, group?: string): Promise<Registry> {
   const exists = await sql<{ oid: string | null }>`SELECT to_regclass(${`${quoteIdent(toolSchema)}.tables`})::oid AS oid`.execute(db);
   if (exists.rows[0]?.oid === null || exists.rows[0] === undefined) {
     throw new UserError(`pg-redis-mirror is not installed in this database (no schema "${toolSchema}"); run \`pg-redis-mirror install\` first, or pass the --schema it was installed with`);
@@ -33,8 +35,10 @@ export async function loadRegistry(db: Db, toolSchema: string): Promise<Registry
       problems.push(`${row.schema_name}.${row.table_name} was dropped; run install to update the registry`);
       continue;
     }
+    const spec = JSON.parse(row.spec) as StoredSpec;
+    if (group !== undefined && (spec.group ?? DEFAULT_GROUP) !== group) continue;
     try {
-      plans.set(info.oid, buildTablePlan(info, JSON.parse(row.spec) as StoredSpec, ++planCounter));
+      plans.set(info.oid, buildTablePlan(info, spec, ++planCounter));
       if (row.synced_at === null) neverCopied.add(info.oid);
     } catch (error) {
       problems.push(error instanceof Error ? error.message : String(error));

@@ -40,8 +40,10 @@ export function triggerNames(toolSchema: string): TriggerNames {
   };
 }
 
-function lockKey(kind: number, toolSchema: string): [number, number] {
-  const hash = createHash('sha256').update(`pg-redis-mirror:${toolSchema}`).digest();
+/** The default group keeps the keys it had before groups existed. */
+function lockKey(kind: number, toolSchema: string, group = 'default'): [number, number] {
+  const scope = group === 'default' ? toolSchema : `${toolSchema}\u0000${group}`;
+  const hash = createHash('sha256').update(`pg-redis-mirror:${scope}`).digest();
   return [kind, hash.readInt32BE(0)];
 }
 
@@ -64,11 +66,11 @@ export function applyLockKey(toolSchema: string): [number, number] {
  * Held exclusively by an idle daemon (session level); capture functions probe it shared to
  * decide whether a NOTIFY is needed (see sql/table.sql).
  */
-export function wakeLockKey(toolSchema: string): [number, number] {
-  return lockKey(0x70726f, toolSchema);
+export function wakeLockKey(toolSchema: string, group?: string): [number, number] {
+  return lockKey(0x70726f, toolSchema, group);
 }
 
 /** Session-level lock held by the daemon that leads (applies changes); the others wait for it. */
-export function leaderLockKey(toolSchema: string): [number, number] {
-  return lockKey(0x707270, toolSchema);
+export function leaderLockKey(toolSchema: string, group?: string): [number, number] {
+  return lockKey(0x707270, toolSchema, group);
 }

@@ -102,7 +102,8 @@ export function renderTable(toolSchema: string, spec: TableSpec): string {
     spec_literal: quoteLiteral(JSON.stringify(spec.stored)),
     hash_literal: quoteLiteral(specHash(toolSchema, spec)),
     channel: quoteLiteral(toolSchema),
-    wake_lock: wakeLockKey(toolSchema).join(', '),
+    wake_lock: wakeLockKey(toolSchema, spec.stored.group).join(', '),
+    group_meta: groupMetaRows(toolSchema, spec.stored.group),
   });
 }
 
@@ -133,4 +134,14 @@ export function renderUnschema(toolSchema: string): string {
 /** Wakes running daemons so they reload the registry. */
 export function renderReload(toolSchema: string): string {
   return `SELECT pg_catalog.pg_notify(${quoteLiteral(toolSchema)}, '{"event":"reload"}');\n`;
+}
+
+/**
+ * The daemon state rows of a table's group (the default group's come with the schema): install
+ * creates them so that a group's daemon needs no more than UPDATE on meta.
+ */
+function groupMetaRows(toolSchema: string, group: string | undefined): string {
+  if (group === undefined) return '';
+  const rows = [['redis_epoch', ''], ['recopy', 'false'], ['leader_epoch', '0']].map(([key, value]) => `(${quoteLiteral(`${key}:${group}`)}, ${quoteLiteral(value!)})`);
+  return `INSERT INTO ${quoteIdent(toolSchema)}.meta (key, value) VALUES ${rows.join(', ')} ON CONFLICT (key) DO NOTHING;`;
 }

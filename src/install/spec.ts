@@ -14,6 +14,8 @@ export interface StoredSpec {
   format: ValueFormat;
   keyTemplate: string | null;
   prefix: string;
+  /** The daemon group; absent for the default group (so installs from before groups compare equal). */
+  group?: string;
 }
 
 export interface TableSpec {
@@ -65,6 +67,7 @@ export async function resolveTableSpec(db: Db, config: TableConfig): Promise<Tab
       format: config.format,
       keyTemplate,
       prefix: config.prefix,
+      ...(config.group === undefined ? {} : { group: config.group }),
     },
   };
 }

@@ -9,8 +9,9 @@ import type { Redis } from 'ioredis';
  */
 export const STATE_KEY_PREFIX = 'pg-redis-mirror:state:';
 
-export function stateKey(installId: string): string {
-  return `${STATE_KEY_PREFIX}${installId}`;
+/** One hash per install and daemon group (the default group's has no suffix, as before groups). */
+export function stateKey(installId: string, group = 'default'): string {
+  return group === 'default' ? `${STATE_KEY_PREFIX}${installId}` : `${STATE_KEY_PREFIX}${installId}:${group}`;
 }
 
 /** Keys of the tool's own, which table patterns may match but which are no table's rows. */
