@@ -4,7 +4,7 @@
  * The daemon runs as `listen` in a child process, as users run it, so a crash shows as an exit.
  */
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { wakeLockKey } from '../src/install/names.js';
+import { wakeLockHeld } from './helpers/locks.js';
 import type { Config } from '../src/config/load.js';
 import { install } from '../src/install/install.js';
 import { daemonApplicationName, listenApplicationName } from '../src/daemon/app-names.js';
@@ -48,21 +48,7 @@ async function listening(child: ListenChild): Promise<void> {
 
 /** The daemon sleeps holding its wake lock: from here only a NOTIFY (or the poll) wakes it. */
 async function idle(config: Config): Promise<void> {
-  await waitUntil(
-    'the daemon is idle',
-    async () => {
-      // Two-int advisory keys show as classid, objid (unsigned) and objsubid 2.
-      const [a, b] = wakeLockKey(config.schema);
-      const r = await scratch.pool.query(
-        `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-         WHERE l.locktype = 'advisory' AND l.mode = 'ExclusiveLock' AND l.granted AND a.application_name = $1 AND a.datname = current_database()
-           AND l.classid = $2 AND l.objid = $3 AND l.objsubid = 2`,
-        [daemonApplicationName(config.schema), a >>> 0, b >>> 0],
-      );
-      return r.rowCount === 1;
-    },
-    20_000,
-  );
+  await waitUntil('the daemon is idle', () => wakeLockHeld(scratch.pool, config.schema), 20_000);
 }
 
 async function terminate(applicationName: string): Promise<number> {

@@ -4,7 +4,7 @@
  * backoff, LISTEN again, drain what was journaled, and lose nothing.
  */
 import { randomBytes } from 'node:crypto';
-import { wakeLockKey } from '../src/install/names.js';
+import { wakeLockHeld } from './helpers/locks.js';
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -75,10 +75,7 @@ it('rides out a PostgreSQL restart: reconnects, LISTENs again and drains what wa
 
   // LISTEN was re-issued on the new connection: a single change while idle arrives at once,
   // with a poll ten minutes away.
-  // Idle = holding the wake lock (a two-int advisory key: classid, objid unsigned, objsubid 2).
-  const [a, b] = wakeLockKey(config.schema);
-  const wakeLockHeld = `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ExclusiveLock' AND granted AND classid = $1 AND objid = $2 AND objsubid = 2`;
-  await waitUntil('the daemon is idle', async () => (await pool.query(wakeLockHeld, [a >>> 0, b >>> 0])).rowCount === 1, 20_000);
+  await waitUntil('the daemon is idle', () => wakeLockHeld(pool, config.schema), 20_000);
   const started = Date.now();
   await pool.query(`UPDATE items SET note = 'notified' WHERE id = 1`);
   await waitUntil('the notified change arrives', async () => (await redis.hget(`${prefix}public.items:1`, 'note')) === 'notified', 5000);
