@@ -15,7 +15,14 @@ export interface TableConfig extends TableName {
   format: ValueFormat;
   keyTemplate?: string;
   prefix: string;
+  /** Seconds; see StoredSpec. */
+  ttl?: number;
+  stream?: { maxLen: number };
+  publish?: string;
 }
+
+/** An unbounded stream would grow with every change for ever. */
+export const DEFAULT_STREAM_MAX_LEN = 10_000;
 
 export interface Config {
   databaseUrl: string;
@@ -166,5 +173,8 @@ function toTableConfig(entry: string | TableConfigInput, prefix: string, where: 
   if (entry.columns !== undefined) table.columns = entry.columns;
   if (entry.exclude !== undefined) table.exclude = entry.exclude;
   if (entry.keyTemplate !== undefined) table.keyTemplate = entry.keyTemplate;
+  if (entry.ttl !== undefined) table.ttl = entry.ttl;
+  if (entry.stream !== undefined) table.stream = { maxLen: entry.stream.maxLen ?? DEFAULT_STREAM_MAX_LEN };
+  if (entry.publish !== undefined) table.publish = entry.publish;
   return table;
 }

@@ -20,6 +20,19 @@ export const tableConfigSchema = z.strictObject({
   keyTemplate: z.string().min(1).optional(),
   /** Overrides the global prefix for this table. */
   prefix: z.string().optional(),
+  /** Seconds: every key written gets this TTL (set again by each write), in the same script call. */
+  ttl: z
+    .number()
+    .int('must be a whole number of seconds')
+    .min(1, 'must be a positive number of seconds')
+    .max(2 ** 31 - 1, 'must be at most 2147483647 seconds')
+    .optional(),
+  /** Append each applied change to the Redis stream `<prefix>changes:<schema>.<table>`, trimmed to about maxLen entries. */
+  stream: z
+    .strictObject({ maxLen: z.number().int('must be a whole number').min(1, 'must be at least 1').optional() })
+    .optional(),
+  /** PUBLISH each applied change, as a small JSON object, on this channel. */
+  publish: z.string().min(1, 'must not be empty').optional(),
 });
 
 export const configFileSchema = z.strictObject({
