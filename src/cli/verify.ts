@@ -29,7 +29,9 @@ export function summarize(reports: readonly TableVerifyReport[]): string[] {
   for (const r of reports) {
     const drift = r.missing + r.stale + r.extra;
     const verb = r.repaired && drift > 0 ? 'repaired' : drift > 0 ? 'DRIFT' : 'ok';
-    lines.push(`${verb.padEnd(8)} ${r.table}: ${r.rows} rows, ${r.keys} keys, ${r.missing} missing, ${r.stale} stale, ${r.extra} extra`);
+    // Keys of a TTL table expire by design: shown, but not drift (see TableVerifyReport).
+    const expired = r.expired > 0 ? `, ${r.expired} expired (TTL)` : '';
+    lines.push(`${verb.padEnd(8)} ${r.table}: ${r.rows} rows, ${r.keys} keys, ${r.missing} missing, ${r.stale} stale, ${r.extra} extra${expired}`);
     for (const kind of ['missing', 'stale', 'extra'] as const) {
       for (const key of r.samples[kind]) lines.push(`         ${kind}: ${key}`);
     }

@@ -17,7 +17,14 @@ export interface TableConfig extends TableName {
   prefix: string;
   /** Daemon group (see DEFAULT_GROUP). */
   group?: string;
+  /** Seconds; see StoredSpec. */
+  ttl?: number;
+  stream?: { maxLen: number };
+  publish?: string;
 }
+
+/** An unbounded stream would grow with every change for ever. */
+export const DEFAULT_STREAM_MAX_LEN = 10_000;
 
 export interface Config {
   databaseUrl: string;
@@ -172,5 +179,8 @@ function toTableConfig(entry: string | TableConfigInput, prefix: string, where: 
   if (entry.exclude !== undefined) table.exclude = entry.exclude;
   if (entry.keyTemplate !== undefined) table.keyTemplate = entry.keyTemplate;
   if (entry.group !== undefined && entry.group !== DEFAULT_GROUP) table.group = entry.group;
+  if (entry.ttl !== undefined) table.ttl = entry.ttl;
+  if (entry.stream !== undefined) table.stream = { maxLen: entry.stream.maxLen ?? DEFAULT_STREAM_MAX_LEN };
+  if (entry.publish !== undefined) table.publish = entry.publish;
   return table;
 }

@@ -22,6 +22,19 @@ export const tableConfigSchema = z.strictObject({
   prefix: z.string().optional(),
   /** The daemon group that applies this table's changes (`listen --group`); default "default". */
   group: z.string().regex(/^[A-Za-z0-9_.-]{1,40}$/, 'must be 1-40 letters, digits, "_", "." or "-"').optional(),
+  /** Seconds: every key written gets this TTL (set again by each write), in the same script call. */
+  ttl: z
+    .number()
+    .int('must be a whole number of seconds')
+    .min(1, 'must be a positive number of seconds')
+    .max(2 ** 31 - 1, 'must be at most 2147483647 seconds')
+    .optional(),
+  /** Append each applied change to the Redis stream `<prefix>changes:<schema>.<table>`, trimmed to about maxLen entries. */
+  stream: z
+    .strictObject({ maxLen: z.number().int('must be a whole number').min(1, 'must be at least 1').optional() })
+    .optional(),
+  /** PUBLISH each applied change, as a small JSON object, on this channel. */
+  publish: z.string().min(1, 'must not be empty').optional(),
 });
 
 export const configFileSchema = z.strictObject({

@@ -2,6 +2,8 @@ import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import { scanKeys } from '../redis/scan.js';
 import { isStateKey } from '../redis/state.js';
+import { isChangeStreamKey } from '../redis/keys.js';
+import { announceTruncate } from '../redis/events.js';
 import { writeKeys, type Fence, type KeyWrite } from '../redis/replace.js';
 import { rowToWrite, type TablePlan } from './table-plan.js';
 
@@ -29,18 +31,31 @@ export async function readWrites(client: pg.ClientBase, plan: TablePlan, keys: I
 /** A batch read from PostgreSQL and ready to be written: per table, in journal order. */
 export interface ReadBatch {
   result: BatchResult;
-  steps: { truncatePattern: string | undefined; writes: KeyWrite[] }[];
+  steps: BatchStep[];
 }
 
-/** The Redis half of a batch: each table's TRUNCATE (if any) before its keys, all fenced. */
+export interface BatchStep {
+  truncatePattern: string | undefined;
+  writes: KeyWrite[];
+  /** The table's options that apply to its writes (TTL, change events). */
+  plan: Pick<TablePlan, 'prefix' | 'ttl' | 'events'>;
+}
+
+/**
+ * The Redis half of a batch: each table's TRUNCATE (if any) before its keys, all fenced.
+ * A TRUNCATE is announced as one event, after its keys are gone (not one per key).
+ */
 export async function writeBatch(redis: Redis, batch: ReadBatch, fence: Fence): Promise<void> {
   for (const step of batch.steps) {
+    const { prefix, ttl, events } = step.plan;
     if (step.truncatePattern !== undefined) {
       for await (const keys of scanKeys(redis, step.truncatePattern)) {
-        const rows = keys.filter((key) => !isStateKey(key));
+        // The change streams are not rows: a broad key template matches them too.
+        const rows = keys.filter((key) => !isStateKey(key) && !isChangeStreamKey(prefix, key));
         await writeKeys(redis, rows.map((key) => ({ key, delete: true as const })), fence);
       }
+      if (events !== null) await announceTruncate(redis, events, step.truncatePattern, fence);
     }
-    await writeKeys(redis, step.writes, fence);
+    await writeKeys(redis, step.writes, fence, { ...(ttl === null ? {} : { ttl }), events });
   }
 }

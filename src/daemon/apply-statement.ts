@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
 import { DEFAULT_GROUP } from '../config/load.js';
 import type { KeyWrite } from '../redis/replace.js';
-import type { BatchResult, ReadBatch } from './apply-batch.js';
+import type { BatchResult, BatchStep, ReadBatch } from './apply-batch.js';
 import { jsonExpression, type TablePlan } from './table-plan.js';
 
 /**
@@ -149,11 +149,11 @@ export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatem
   const width = statement.keyWidth;
   const result: BatchResult = { entries: 0, keys: 0, truncates: 0, skipped: 0, tables: perTable(), durationMs: 0 };
   const batch: AppliedBatch = { result, steps: [], claimedKeys: 0, oldest: null, unknown: [], lastId: null };
-  const steps = new Map<number, { truncatePattern: string | undefined; writes: KeyWrite[] }>();
+  const steps = new Map<number, BatchStep>();
   const stepOf = (plan: TablePlan) => {
     let step = steps.get(plan.oid);
     if (step === undefined) {
-      step = { truncatePattern: undefined, writes: [] };
+      step = { truncatePattern: undefined, writes: [], plan };
       steps.set(plan.oid, step);
     }
     return step;

@@ -2,8 +2,8 @@ import type { ValueFormat } from '../config/load.js';
 import { formatTableName } from '../config/table-name.js';
 import type { ColumnInfo, TableInfo } from '../catalog/tables.js';
 import type { StoredSpec } from '../install/spec.js';
-import { keyLayout, type KeyLayout } from '../redis/keys.js';
-import type { KeyWrite } from '../redis/replace.js';
+import { changeStreamKey, keyLayout, type KeyLayout } from '../redis/keys.js';
+import type { ChangeEvents, KeyWrite } from '../redis/replace.js';
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
 
 /**
@@ -20,6 +20,12 @@ export interface TablePlan {
   keyColumns: ColumnInfo[];
   columns: string[];
   layout: KeyLayout;
+  /** The table's key prefix (its own or the global one). */
+  prefix: string;
+  /** Seconds each written key lives (the `ttl` option), or null. */
+  ttl: number | null;
+  /** Where the daemon announces applied changes (`stream`, `publish`), or null. */
+  events: ChangeEvents | null;
   /** $1..$n: one text[] per key column. Row: canonical key texts..., found, values... */
   readSql: string;
   /** Prepared-statement name, unique per plan. */
@@ -69,6 +75,16 @@ export function buildTablePlan(info: TableInfo, spec: StoredSpec, planId: number
     keyColumns,
     columns,
     layout: keyLayout({ prefix: spec.prefix, schema: info.schema, name: info.name, keyColumns: spec.keyColumns, keyTemplate: spec.keyTemplate }),
+    prefix: spec.prefix,
+    ttl: spec.ttl ?? null,
+    events:
+      spec.stream === undefined && spec.publish === undefined
+        ? null
+        : {
+            table: formatTableName(info),
+            stream: spec.stream === undefined ? null : { key: changeStreamKey(spec.prefix, info.schema, info.name), maxLen: spec.stream.maxLen },
+            channel: spec.publish ?? null,
+          },
     readSql,
     readName: `prm_read_${planId}`,
     firstPageSql: `${pageHead} ${order} LIMIT $1`,

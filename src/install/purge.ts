@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { escapeGlob, keyLayout } from '../redis/keys.js';
+import { changeStreamKey, escapeGlob, keyLayout } from '../redis/keys.js';
 import { deleteMatching } from '../redis/scan.js';
 import { stateKey } from '../redis/state.js';
 import type { InstalledTable } from './state.js';
@@ -17,6 +17,8 @@ export async function purgeRedisKeys(redis: Redis, tables: readonly InstalledTab
       keyTemplate: table.spec.keyTemplate,
     });
     deleted += await deleteMatching(redis, layout.pattern);
+    // The change stream is the tool's key too (its name matches no table pattern).
+    if (table.spec.stream !== undefined) deleted += await redis.unlink(changeStreamKey(table.spec.prefix, table.schema, table.name));
   }
   return deleted;
 }

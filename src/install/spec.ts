@@ -16,6 +16,16 @@ export interface StoredSpec {
   prefix: string;
   /** The daemon group; absent for the default group (so installs from before groups compare equal). */
   group?: string;
+  /**
+   * The three below are present only when set, so that the spec (and its hash) of a table
+   * configured without them is what it was before they existed: an upgrade changes nothing.
+   * ttl: seconds, set on every key written (by the daemon, sync and verify --repair).
+   */
+  ttl?: number;
+  /** Each change the daemon applies is also appended to the table's change stream. */
+  stream?: { maxLen: number };
+  /** ... and published on this channel. */
+  publish?: string;
 }
 
 export interface TableSpec {
@@ -68,6 +78,9 @@ export async function resolveTableSpec(db: Db, config: TableConfig): Promise<Tab
       keyTemplate,
       prefix: config.prefix,
       ...(config.group === undefined ? {} : { group: config.group }),
+      ...(config.ttl === undefined ? {} : { ttl: config.ttl }),
+      ...(config.stream === undefined ? {} : { stream: { maxLen: config.stream.maxLen } }),
+      ...(config.publish === undefined ? {} : { publish: config.publish }),
     },
   };
 }

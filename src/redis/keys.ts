@@ -39,6 +39,28 @@ export function tableKeyPrefix(prefix: string, schema: string, name: string): st
   return `${prefix}${escapeKeyName(schema)}.${escapeKeyName(name)}:`;
 }
 
+/**
+ * The change stream of a table (its `stream` option): `<prefix>changes:<schema>.<table>`, names
+ * escaped as in keys. A default-layout key has `.` where this has its first `:`, so no row key
+ * of any table is a stream; a key template that begins with the literal `changes:` could
+ * collide, which is why `<prefix>changes:` is reserved (README).
+ */
+export function changeStreamKey(prefix: string, schema: string, name: string): string {
+  return `${prefix}changes:${escapeKeyName(schema)}.${escapeKeyName(name)}`;
+}
+
+const STREAM_TAIL = /^(?:[^\\:.]|\\.)+\.(?:[^\\:.]|\\.)+$/;
+
+/**
+ * A key the table pattern under `prefix` matched that is a change stream (of this or another
+ * table), not a row: a broad key template (`{id}`) matches the streams too, and TRUNCATE or
+ * verify must not delete them.
+ */
+export function isChangeStreamKey(prefix: string, key: string): boolean {
+  const head = `${prefix}changes:`;
+  return key.startsWith(head) && STREAM_TAIL.test(key.slice(head.length));
+}
+
 type Segment = { literal: string } | { column: number };
 
 export function keyLayout(spec: KeyLayoutSpec): KeyLayout {

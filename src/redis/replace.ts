@@ -22,8 +22,13 @@ export type KeyWrite =
  * KEYS[1] and ARGV[1] are the fence: the daemon state hash and the writer's leader token ('' for
  * writers that are not the daemon). A daemon that lost its leadership may still have writes in
  * flight; once the new leader has raised the token in Redis, they fail here instead of
- * overwriting newer values. Then per key, KEYS[2..] with ARGV: 'h', field count, pairs... |
- * 's', value | 'd'.
+ * overwriting newer values.
+ * ARGV[2..5] are the table's options (see WriteOptions): TTL in seconds ('' none, '-1' remove
+ * any), stream MAXLEN ('' no stream; the stream is then the last of KEYS), PUBLISH channel
+ * ('' none), table name (for the published JSON). The TTL and the change events are set in the
+ * same call as the key, right after it, so a reader never sees the key without its TTL, and a
+ * consumer that reads an event always finds the key already written.
+ * Then per key, KEYS[2..] with ARGV: 'h', field count, pairs... | 's', value | 'd'.
  */
 const REPLACE_LUA = `
 if ARGV[1] ~= '' then
@@ -32,8 +37,27 @@ if ARGV[1] ~= '' then
     return redis.error_reply('FENCED a newer pg-redis-mirror daemon leads')
   end
 end
-local a = 2
-for i = 2, #KEYS do
+local ttl, maxlen, channel = ARGV[2], ARGV[3], ARGV[4]
+local rows = #KEYS
+local stream = nil
+if maxlen ~= '' then
+  stream = KEYS[rows]
+  rows = rows - 1
+end
+local function event(op, k)
+  if stream then redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'op', op, 'key', k) end
+  if channel ~= '' then redis.call('PUBLISH', channel, cjson.encode({table = ARGV[5], op = op, key = k})) end
+end
+local function written(k)
+  if ttl == '-1' then
+    redis.call('PERSIST', k)
+  elseif ttl ~= '' then
+    redis.call('EXPIRE', k, ttl)
+  end
+  event('upsert', k)
+end
+local a = 6
+for i = 2, rows do
   local k = KEYS[i]
   local m = ARGV[a]
   if m == 'h' then
@@ -41,23 +65,27 @@ for i = 2, #KEYS do
     local last = a + 1 + 2 * n
     if n == 0 then
       redis.call('DEL', k)
+      event('delete', k)
     else
       local ok = redis.pcall('HSET', k, unpack(ARGV, a + 2, last))
       if type(ok) == 'table' or redis.call('HLEN', k) ~= n then
         redis.call('DEL', k)
         redis.call('HSET', k, unpack(ARGV, a + 2, last))
       end
+      written(k)
     end
     a = last + 1
   elseif m == 's' then
     redis.call('SET', k, ARGV[a + 1])
+    written(k)
     a = a + 2
   else
     redis.call('DEL', k)
+    event('delete', k)
     a = a + 1
   end
 end
-return #KEYS
+return rows
 `;
 
 const REPLACE_SHA = createHash('sha1').update(REPLACE_LUA).digest('hex');
@@ -94,13 +122,43 @@ export interface Fence {
  */
 const NO_FENCE: Fence = { key: '', token: '' };
 
-function send(redis: Redis, call: Call, fence: Fence): Promise<unknown> {
+/** Where a table's changes are announced (the table's `stream` and `publish` options). */
+export interface ChangeEvents {
+  /** Table name for the published JSON. */
+  table: string;
+  stream: { key: string; maxLen: number } | null;
+  channel: string | null;
+}
+
+/** Per-table options applied with each write (see REPLACE_LUA). */
+export interface WriteOptions {
+  /**
+   * Seconds: each key written gets this TTL. 'persist': each key written loses any TTL (a copy
+   * of a table whose TTL option was removed). Absent: a TTL already on the key is left as is.
+   */
+  ttl?: number | 'persist';
+  /** Announce each key written or deleted, after it is written, in the same call. */
+  events?: ChangeEvents | null;
+}
+
+/** ARGV[2..5] and the stream key (appended to KEYS) of every call with these options. */
+function optionText(options: WriteOptions): { args: string; streamKey: string } {
+  const ttl = options.ttl === undefined ? '' : options.ttl === 'persist' ? '-1' : String(options.ttl);
+  const stream = options.events?.stream ?? null;
+  return {
+    args: bulkString(ttl) + bulkString(stream === null ? '' : String(stream.maxLen)) + bulkString(options.events?.channel ?? '') + bulkString(options.events?.table ?? ''),
+    streamKey: stream === null ? '' : bulkString(stream.key),
+  };
+}
+
+function send(redis: Redis, call: Call, fence: Fence, options: { args: string; streamKey: string }): Promise<unknown> {
   const fenceKey = fence.key === '' ? call.keyText.slice(0, call.firstKeyLength) : bulkString(fence.key);
+  const streamKeys = options.streamKey === '' ? 0 : 1;
   return sendEncoded(
     redis,
     'evalsha',
-    5 + call.keys + call.args,
-    EVALSHA_HEAD + bulkString(String(call.keys + 1)) + fenceKey + call.keyText + bulkString(fence.token) + call.argText,
+    9 + streamKeys + call.keys + call.args,
+    EVALSHA_HEAD + bulkString(String(call.keys + 1 + streamKeys)) + fenceKey + call.keyText + options.streamKey + bulkString(fence.token) + options.args + call.argText,
   );
 }
 
@@ -113,8 +171,9 @@ function isNoScript(error: unknown): boolean {
  * parallel, and a call Redis rejected because its script cache was empty (after a restart) is
  * sent again after loading the script.
  */
-export async function writeKeys(redis: Redis, writes: readonly KeyWrite[], fence: Fence = NO_FENCE): Promise<void> {
+export async function writeKeys(redis: Redis, writes: readonly KeyWrite[], fence: Fence = NO_FENCE, options: WriteOptions = {}): Promise<void> {
   if (writes.length === 0) return;
+  const optionArgs = optionText(options);
   const calls: Call[] = [];
   let call: Call = { keys: 0, args: 0, keyText: '', firstKeyLength: 0, argText: '' };
   let bytes = 0;
@@ -149,11 +208,11 @@ export async function writeKeys(redis: Redis, writes: readonly KeyWrite[], fence
     }
   }
   if (call.keys > 0) calls.push(call);
-  const outcomes = await Promise.allSettled(calls.map((c) => send(redis, c, fence)));
+  const outcomes = await Promise.allSettled(calls.map((c) => send(redis, c, fence, optionArgs)));
   const failed = outcomes.flatMap((outcome, i) => (outcome.status === 'rejected' ? [{ call: calls[i]!, error: outcome.reason as unknown }] : []));
   if (failed.length === 0) return;
   const other = failed.find((f) => !isNoScript(f.error));
   if (other !== undefined) throw other.error;
   await redis.script('LOAD', REPLACE_LUA);
-  await Promise.all(failed.map((f) => send(redis, f.call, fence)));
+  await Promise.all(failed.map((f) => send(redis, f.call, fence, optionArgs)));
 }

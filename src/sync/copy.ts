@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
-import { writeKeys } from '../redis/replace.js';
+import { writeKeys, type WriteOptions } from '../redis/replace.js';
 import { quoteIdent, quoteQualified } from '../sql/quote.js';
 import { withApplyLock } from './apply-lock.js';
 
@@ -65,7 +65,7 @@ export async function copyTable(client: pg.ClientBase, redis: Redis, plan: Table
             done = true;
             return;
           }
-          writing = writeKeys(redis, page.rows.map((row) => rowToWrite(plan, row)));
+          writing = writeKeys(redis, page.rows.map((row) => rowToWrite(plan, row)), undefined, copyWriteOptions(plan));
           // Awaited below; until then a failure must not count as an unhandled rejection.
           writing.catch(() => undefined);
           rows += page.rows.length;
@@ -84,6 +84,16 @@ export async function copyTable(client: pg.ClientBase, redis: Redis, plan: Table
   await client.query(`UPDATE ${quoteIdent(options.schema)}.tables SET synced_at = now() WHERE rel = $1::oid`, [plan.oid]);
   options.onProgress?.({ table: plan.display, rows, total: rows });
   return { table: plan.display, rows, ms: performance.now() - started, complete: true };
+}
+
+/**
+ * How copies (sync) and repairs write a table's keys: with its TTL, or removing a TTL left from
+ * when the table had one (the daemon does not pay for that on every write; a changed option
+ * calls for a copy or a repair anyway). No change events: a copy rewrites every row, and would
+ * flood the stream with changes that are none; consumers learn of copies otherwise (README).
+ */
+export function copyWriteOptions(plan: Pick<TablePlan, 'ttl'>): WriteOptions {
+  return { ttl: plan.ttl ?? 'persist' };
 }
 
 async function estimateRows(client: pg.ClientBase, plan: TablePlan): Promise<number> {

@@ -3,6 +3,8 @@ import type { Redis } from 'ioredis';
 import { readWrites } from '../daemon/apply-batch.js';
 import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
 import { writeKeys, type KeyWrite } from '../redis/replace.js';
+import { isChangeStreamKey } from '../redis/keys.js';
+import { copyWriteOptions } from '../sync/copy.js';
 import { scanKeys } from '../redis/scan.js';
 import { isStateKey } from '../redis/state.js';
 import { withApplyLock } from '../sync/apply-lock.js';
@@ -14,11 +16,18 @@ export interface TableVerifyReport {
   rows: number;
   /** Keys found in Redis under the table's layout. */
   keys: number;
+  /** Keys absent from Redis (of a table without a TTL). */
   missing: number;
+  /** Keys with another value, or with a TTL other than the table's (none, or longer than its `ttl`). */
   stale: number;
   extra: number;
+  /**
+   * Keys absent from Redis of a table with a TTL: expired by design (or never written, which
+   * Redis cannot tell apart). Not drift, and not repaired: `sync` writes every row again.
+   */
+  expired: number;
   /** Up to `sampleSize` keys of each kind, to show the user. */
-  samples: { missing: string[]; stale: string[]; extra: string[] };
+  samples: { missing: string[]; stale: string[]; extra: string[]; expired: string[] };
   repaired: boolean;
 }
 
@@ -44,14 +53,15 @@ export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: Tab
     missing: 0,
     stale: 0,
     extra: 0,
-    samples: { missing: [], stale: [], extra: [] },
+    expired: 0,
+    samples: { missing: [], stale: [], extra: [], expired: [] },
     repaired: options.repair !== undefined,
   };
   const repair = options.repair;
   // Repairs must not interleave with daemon batches (a repair could write a row the daemon
   // has just updated); a read-only comparison needs no lock.
   const step = <T>(fn: () => Promise<T>): Promise<T> => (repair === undefined ? inTransaction(client, fn) : withApplyLock(client, repair.schema, fn));
-  const note = (kind: 'missing' | 'stale' | 'extra', key: string): void => {
+  const note = (kind: 'missing' | 'stale' | 'extra' | 'expired', key: string): void => {
     report[kind] += 1;
     if (report.samples[kind].length < sampleSize) report.samples[kind].push(key);
   };
@@ -70,13 +80,17 @@ export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: Tab
       const actual = await readValues(redis, plan, expected.map((w) => w.key));
       const fixes: KeyWrite[] = [];
       expected.forEach((write, i) => {
-        const value = actual[i];
-        if (value === undefined || value === null) note('missing', write.key);
-        else if (!sameValue(write, value)) note('stale', write.key);
-        else return;
+        const { value, pttl } = actual[i] ?? { value: null, pttl: -2 };
+        if (value === null || pttl === -2) {
+          if (plan.ttl !== null) return note('expired', write.key);
+          note('missing', write.key);
+        } else if (!sameValue(write, value) || !sameTtl(plan.ttl, pttl)) {
+          note('stale', write.key);
+        } else return;
         fixes.push(write);
       });
-      if (repair !== undefined) await writeKeys(redis, fixes);
+      // Repairs are changes the daemon's consumers have not seen: announce them (a copy does not).
+      if (repair !== undefined) await writeKeys(redis, fixes, undefined, { ...copyWriteOptions(plan), events: plan.events });
       last = page.rows[page.rows.length - 1]!.slice(0, plan.keyColumns.length) as string[];
       return page.rows.length === pageSize;
     });
@@ -84,12 +98,15 @@ export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: Tab
 
   for await (const page of scanKeys(redis, plan.layout.pattern, pageSize)) {
     // A key template broad enough to match the daemon's own state hash must not count it.
-    const keys = page.filter((key) => !isStateKey(key));
+    // Nor the change streams (of this table or another under the same prefix).
+    const keys = page.filter((key) => !isStateKey(key) && !isChangeStreamKey(plan.prefix, key));
     report.keys += keys.length;
     await step(async () => {
       const extra = await extraKeys(client, plan, keys);
       for (const key of extra) note('extra', key);
-      if (repair !== undefined && extra.length > 0) await redis.unlink(...extra);
+      if (repair !== undefined && extra.length > 0) {
+        await writeKeys(redis, extra.map((key) => ({ key, delete: true as const })), undefined, { events: plan.events });
+      }
     });
   }
   return report;
@@ -97,21 +114,40 @@ export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: Tab
 
 type RedisValue = Record<string, string> | string | null;
 
-async function readValues(redis: Redis, plan: TablePlan, keys: string[]): Promise<RedisValue[]> {
+/** A key's value and its PTTL (-1: no TTL, -2: no key, as Redis answers). */
+interface RedisEntry {
+  value: RedisValue;
+  pttl: number;
+}
+
+async function readValues(redis: Redis, plan: TablePlan, keys: string[]): Promise<RedisEntry[]> {
   if (keys.length === 0) return [];
   const pipeline = redis.pipeline();
   for (const key of keys) {
     if (plan.format === 'json') pipeline.get(key);
     else pipeline.hgetall(key);
+    pipeline.pttl(key);
   }
   const results = (await pipeline.exec()) ?? [];
-  return results.map(([error, value]) => {
-    // WRONGTYPE (a string where a hash belongs, or the reverse): present but wrong.
-    if (error !== null) return '\u0000wrong type';
-    if (plan.format === 'json') return (value as string | null) ?? null;
-    const hash = value as Record<string, string>;
-    return Object.keys(hash).length === 0 ? null : hash;
-  });
+  const entries: RedisEntry[] = [];
+  for (let i = 0; i + 1 < results.length; i += 2) {
+    const [error, value] = results[i]!;
+    entries.push({ value: toValue(plan, error, value), pttl: Number(results[i + 1]![1]) });
+  }
+  return entries;
+}
+
+function toValue(plan: TablePlan, error: Error | null, value: unknown): RedisValue {
+  // WRONGTYPE (a string where a hash belongs, or the reverse): present but wrong.
+  if (error !== null) return '\u0000wrong type';
+  if (plan.format === 'json') return (value as string | null) ?? null;
+  const hash = value as Record<string, string>;
+  return Object.keys(hash).length === 0 ? null : hash;
+}
+
+/** A table with a TTL wants one on every key, no longer than its own; a table without, none. */
+function sameTtl(ttl: number | null, pttl: number): boolean {
+  return ttl === null ? pttl === -1 : pttl > 0 && pttl <= ttl * 1000;
 }
 
 function sameValue(expected: KeyWrite, actual: Exclude<RedisValue, null>): boolean {

@@ -1,0 +1,30 @@
+import type { Redis } from 'ioredis';
+import type { ChangeEvents, Fence } from './replace.js';
+
+/**
+ * One event that is not about one key: a TRUNCATE (its `key` is the table's SCAN pattern).
+ * Fenced like every daemon write (see REPLACE_LUA): a daemon that lost its leadership must not
+ * announce a TRUNCATE after the new leader has gone on. KEYS[1] fence, KEYS[2] stream (when
+ * ARGV[2] is not ''), ARGV: token, MAXLEN, channel, table, op, key.
+ */
+const EVENT_LUA = `
+if ARGV[1] ~= '' then
+  local leader = redis.call('HGET', KEYS[1], 'leader')
+  if leader and tonumber(leader) > tonumber(ARGV[1]) then
+    return redis.error_reply('FENCED a newer pg-redis-mirror daemon leads')
+  end
+end
+if ARGV[2] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', ARGV[5], 'key', ARGV[6]) end
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], cjson.encode({table = ARGV[4], op = ARGV[5], key = ARGV[6]})) end
+return 1
+`;
+
+/** Announces that every key of the table (those matching `pattern`) was deleted; call it after deleting them. */
+export async function announceTruncate(redis: Redis, events: ChangeEvents, pattern: string, fence: Fence): Promise<void> {
+  const stream = events.stream;
+  // Without a fence (key '') KEYS[1] is not read; the stream key, or the channel name, stands in
+  // so that the call names no key outside the prefix.
+  const streamKey = stream?.key ?? '';
+  const keys = stream === null ? [fence.key === '' ? pattern : fence.key] : [fence.key === '' ? streamKey : fence.key, streamKey];
+  await redis.eval(EVENT_LUA, keys.length, ...keys, fence.token, stream === null ? '' : String(stream.maxLen), events.channel ?? '', events.table, 'truncate', pattern);
+}
