@@ -15,6 +15,8 @@ export interface TableConfig extends TableName {
   format: ValueFormat;
   keyTemplate?: string;
   prefix: string;
+  /** A SQL boolean expression over the table's columns: only matching rows are mirrored. */
+  filter?: string;
 }
 
 export interface Config {
@@ -166,5 +168,6 @@ function toTableConfig(entry: string | TableConfigInput, prefix: string, where: 
   if (entry.columns !== undefined) table.columns = entry.columns;
   if (entry.exclude !== undefined) table.exclude = entry.exclude;
   if (entry.keyTemplate !== undefined) table.keyTemplate = entry.keyTemplate;
+  if (entry.filter !== undefined) table.filter = entry.filter;
   return table;
 }

@@ -20,6 +20,8 @@ export const tableConfigSchema = z.strictObject({
   keyTemplate: z.string().min(1).optional(),
   /** Overrides the global prefix for this table. */
   prefix: z.string().optional(),
+  /** Only rows for which this SQL boolean expression over the table's columns is true are mirrored; checked by PostgreSQL at install. */
+  filter: z.string().trim().min(1, 'must not be empty').refine((s) => !s.includes('\u0000'), 'must not contain NUL').optional(),
 });
 
 export const configFileSchema = z.strictObject({
