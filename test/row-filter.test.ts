@@ -1,4 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import type { Config, TableConfig } from '../src/config/load.js';
 import type { MirrorDaemon } from '../src/daemon/daemon.js';
@@ -8,6 +11,9 @@ import { renderDaemonGrants } from '../src/install/grants.js';
 import { syncTables } from '../src/sync/sync.js';
 import { verifyMirror } from '../src/verify/verify.js';
 import { UserError } from '../src/errors.js';
+import { createPool } from '../src/db/connect.js';
+import { quoteIdent } from '../src/sql/quote.js';
+import { runCli } from './helpers/cli.js';
 import { createScratch, expectMirrorClean, installAndStart, settle, startDaemon, verify, type Scratch } from './helpers/scratch.js';
 
 let scratch: Scratch;
@@ -209,12 +215,22 @@ describe('row filters', () => {
       else statements.push(`UPDATE rnd SET grp = ${Math.floor(r() * 9)} WHERE id BETWEEN ${id()} AND ${id()}`);
     }
     // Four writers at once, and the daemon restarted half-way.
+    // Multi-row UPDATEs of concurrent writers can deadlock one another: retry, as an application would.
     const run = async (part: string[]): Promise<void> => {
-      for (const statement of part) await scratch.pool.query(statement);
+      for (const statement of part) {
+        for (;;) {
+          try {
+            await scratch.pool.query(statement);
+            break;
+          } catch (error) {
+            if ((error as { code?: string }).code !== '40P01') throw error;
+          }
+        }
+      }
     };
     const quarter = statements.length / 4;
     const writers = [0, 1, 2, 3].map((i) => run(statements.slice(i * quarter, (i + 1) * quarter)));
-    await writers[0];
+    await Promise.race(writers);
     await daemons.pop()!.stop();
     daemons.push(await startDaemon(config));
     await Promise.all(writers);
@@ -232,6 +248,36 @@ describe('row filters', () => {
     const config = configFor([{ table: 'public.granted', exclude: ['secret', 'Flag'], filter: `"Flag" IS NOT FALSE` }]);
     const grants = await renderDaemonGrants(createDb(scratch.pool), config, 'mirror');
     expect(grants).toContain(`GRANT SELECT ("id", "name", "Flag") ON "public"."granted" TO "mirror";`);
+  });
+});
+
+describe('least privilege', () => {
+  it('the daemon mirrors a table filtered on an excluded column with only the grants `sql grants` prints', async () => {
+    await scratch.pool.query(`CREATE TABLE private (id int PRIMARY KEY, name text, hidden boolean NOT NULL, secret text)`);
+    const config = configFor([{ table: 'public.private', exclude: ['hidden', 'secret'], filter: 'NOT hidden' }]);
+    await install(config, scratch.pool);
+    const role = `prm filter ${scratch.database.slice(-8)}`;
+    await scratch.pool.query(`CREATE ROLE ${quoteIdent(role)} LOGIN`);
+    const url = new URL(scratch.databaseUrl);
+    url.username = encodeURIComponent(role);
+    const asRole = createPool(url.toString(), { max: 1 });
+    try {
+      await scratch.pool.query(await renderDaemonGrants(createDb(scratch.pool), config, role));
+      await expect(asRole.query(`SELECT secret FROM public.private`)).rejects.toThrow(/permission denied/);
+      daemons.push(await startDaemon({ ...config, databaseUrl: url.toString() }));
+      await scratch.pool.query(`INSERT INTO private SELECT g, 'n' || g, g % 2 = 0, 's' FROM generate_series(1, 20) g`);
+      await scratch.pool.query(`UPDATE private SET hidden = NOT hidden WHERE id <= 4`);
+      await settle(scratch, config);
+      expect(await scratch.redis.hgetall(key('public.private', '2'))).toEqual({ id: '2', name: 'n2' });
+      expect(await scratch.redis.exists(key('public.private', '1'))).toBe(0);
+      const reports = await verifyMirror(asRole, scratch.redis, { schema: config.schema });
+      expect(reports[0]).toMatchObject({ rows: 10, missing: 0, stale: 0, extra: 0 });
+    } finally {
+      await Promise.all(daemons.map((d) => d.stop()));
+      daemons = [];
+      await asRole.end();
+      await scratch.pool.query(`DROP OWNED BY ${quoteIdent(role)}; DROP ROLE ${quoteIdent(role)}`);
+    }
   });
 });
 
@@ -284,6 +330,23 @@ describe('an invalid filter', () => {
     expect(planned.script).toContain('(id > 0)');
     const leftovers = await scratch.pool.query(`SELECT 1 FROM pg_class WHERE relname LIKE 'prm_filter_check%'`);
     expect(leftovers.rowCount).toBe(0);
+  });
+
+  it('makes the CLI print one line and exit 1', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'prm-filter-'));
+    try {
+      const file = join(dir, 'pg-redis-mirror.json');
+      writeFileSync(file, JSON.stringify({ schema: `filter_cli`, prefix: scratch.prefix, tables: [{ table: 'public.bad', filter: '1=1; DROP TABLE bad' }] }));
+      const result = await runCli(['--config', file, 'install'], { env: { DATABASE_URL: scratch.databaseUrl } });
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe('');
+      const lines = result.stderr.trim().split('\n');
+      expect(lines, result.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(/table public\.bad: "filter" "1=1; DROP TABLE bad" is not valid: it holds more than one statement/);
+      expect((await scratch.pool.query(`SELECT to_regclass('public.bad') IS NOT NULL AS ok`)).rows[0].ok).toBe('t');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('is refused by the config loader when empty', async () => {
