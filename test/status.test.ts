@@ -106,12 +106,12 @@ describe('pg-redis-mirror status', () => {
     const p = table(healthy, people);
     expect(p.exists).toBe(true);
     expect(p.renamedTo).toBeNull();
-    expect(p.options).toEqual({ format: 'hash', keyColumns: ['id'], columns: null, exclude: ['secret'], keyTemplate: null, prefix: scratch.prefix });
+    expect(p.options).toEqual({ format: 'hash', keyColumns: ['id'], columns: null, exclude: ['secret'], keyTemplate: null, prefix: scratch.prefix, filter: null });
     expect(p.syncedAt).toBeNull();
     expect(p.keyPattern).toBe(`${scratch.prefix}public.people_${n}:*`);
     expect(p.keys).toBe(27);
     const o = table(healthy, orders);
-    expect(o.options).toEqual({ format: 'json', keyColumns: ['id'], columns: null, exclude: [], keyTemplate: `order${n}:{id}`, prefix: scratch.prefix });
+    expect(o.options).toEqual({ format: 'json', keyColumns: ['id'], columns: null, exclude: [], keyTemplate: `order${n}:{id}`, prefix: scratch.prefix, filter: null });
     expect(o.syncedAt).not.toBeNull();
     expect(o.syncedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(o.syncedAgeSeconds).toBeGreaterThanOrEqual(0);

@@ -103,6 +103,7 @@ function formatOptions(t: TableStatus): string {
   else parts.push('all columns');
   if (o.keyTemplate !== null) parts.push(`keyTemplate ${JSON.stringify(o.keyTemplate)}`);
   parts.push(`prefix ${JSON.stringify(o.prefix)}`);
+  if (o.filter !== null) parts.push(`filter ${o.filter}`);
   return parts.join('; ');
 }
 

@@ -21,6 +21,8 @@ export interface TableConfig extends TableName {
   ttl?: number;
   stream?: { maxLen: number };
   publish?: string;
+  /** A SQL boolean expression over the table's columns: only matching rows are mirrored. */
+  filter?: string;
 }
 
 /** An unbounded stream would grow with every change for ever. */
@@ -182,5 +184,6 @@ function toTableConfig(entry: string | TableConfigInput, prefix: string, where: 
   if (entry.ttl !== undefined) table.ttl = entry.ttl;
   if (entry.stream !== undefined) table.stream = { maxLen: entry.stream.maxLen ?? DEFAULT_STREAM_MAX_LEN };
   if (entry.publish !== undefined) table.publish = entry.publish;
+  if (entry.filter !== undefined) table.filter = entry.filter;
   return table;
 }

@@ -35,6 +35,8 @@ export const tableConfigSchema = z.strictObject({
     .optional(),
   /** PUBLISH each applied change, as a small JSON object, on this channel. */
   publish: z.string().min(1, 'must not be empty').optional(),
+  /** Only rows for which this SQL boolean expression over the table's columns is true are mirrored; checked by PostgreSQL at install. */
+  filter: z.string().trim().min(1, 'must not be empty').refine((s) => !s.includes('\u0000'), 'must not contain NUL').optional(),
 });
 
 export const configFileSchema = z.strictObject({

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
+import { quoteIdent, quoteLiteral } from '../sql/quote.js';
 import { DEFAULT_GROUP } from '../config/load.js';
 import type { KeyWrite } from '../redis/replace.js';
 import type { BatchResult, BatchStep, ReadBatch } from './apply-batch.js';
@@ -105,7 +105,7 @@ function tableBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): st
   for (let i = keys.length; i < keyWidth; i++) keys.push('NULL::text');
   const join = plan.keyColumns.map((c, i) => `t.${quoteIdent(c.name)} = k.k${i + 1}::${c.type}`).join(' AND ');
   const found = `t.${quoteIdent(plan.keyColumns[0]!.name)} IS NOT NULL`;
-  const from = `FROM (SELECT * FROM k WHERE k.rel = ${plan.oid}) k LEFT JOIN ${quoteQualified(plan.schema, plan.name)} AS t ON ${join}`;
+  const from = `FROM (SELECT * FROM k WHERE k.rel = ${plan.oid}) k LEFT JOIN ${plan.source} ON ${join}`;
   if (plan.format === 'json') {
     return `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, NULL::int, ${jsonExpression(plan.columns)}, NULL::text ${from}`;
   }

@@ -1,5 +1,5 @@
 import type { ValueFormat } from '../config/load.js';
-import { formatTableName } from '../config/table-name.js';
+import { formatTableName, type TableName } from '../config/table-name.js';
 import type { ColumnInfo, TableInfo } from '../catalog/tables.js';
 import type { StoredSpec } from '../install/spec.js';
 import { changeStreamKey, keyLayout, type KeyLayout } from '../redis/keys.js';
@@ -19,6 +19,14 @@ export interface TablePlan {
   format: ValueFormat;
   keyColumns: ColumnInfo[];
   columns: string[];
+  /** The row filter (a PostgreSQL-printed boolean expression), or null: every row is mirrored. */
+  filter: string | null;
+  /**
+   * The FROM item `... AS t` that rows are read from: the table, or with a filter only its
+   * matching rows, so that everywhere a key is read (daemon, copy, verify) a row that does
+   * not match reads as not found, and its key is deleted or reported as extra.
+   */
+  source: string;
   layout: KeyLayout;
   /** The table's key prefix (its own or the global one). */
   prefix: string;
@@ -49,6 +57,11 @@ export function buildTablePlan(info: TableInfo, spec: StoredSpec, planId: number
     spec.columns === null
       ? info.columns.map((c) => c.name).filter((c) => !spec.exclude.includes(c))
       : spec.columns.filter((c) => byName.has(c));
+  const filter = spec.filter ?? null;
+  for (const column of spec.filterColumns ?? []) {
+    if (!byName.has(column)) throw new Error(`the filter of ${formatTableName(info)} reads column "${column}", which no longer exists; change the filter and run install again`);
+  }
+  const source = tableSource(info, keyColumns, columns, filter);
   const keyRefs = keyColumns.map((_, i) => `k.c${i}`);
   const keyOutputs = keyColumns.map((c, i) => `${keyRefs[i]}::${c.type}::text`);
   const found = `t.${quoteIdent(keyColumns[0]!.name)} IS NOT NULL`;
@@ -60,10 +73,10 @@ export function buildTablePlan(info: TableInfo, spec: StoredSpec, planId: number
   const readSql =
     `SELECT ${[...keyOutputs, found, ...values].join(', ')} ` +
     `FROM unnest(${keyColumns.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS k(${keyRefs.map((_, i) => `c${i}`).join(', ')}) ` +
-    `LEFT JOIN ${quoteQualified(info.schema, info.name)} AS t ON ${join}`;
+    `LEFT JOIN ${source} ON ${join}`;
   const keyCols = keyColumns.map((c) => `t.${quoteIdent(c.name)}`);
   const pageHead =
-    `SELECT ${[...keyCols.map((c) => `${c}::text`), 'true', ...values].join(', ')} ` + `FROM ${quoteQualified(info.schema, info.name)} AS t`;
+    `SELECT ${[...keyCols.map((c) => `${c}::text`), 'true', ...values].join(', ')} ` + `FROM ${source}`;
   const order = `ORDER BY ${keyCols.join(', ')}`;
   const after = `ROW(${keyCols.join(', ')}) > ROW(${keyColumns.map((c, i) => `$${i + 1}::${c.type}`).join(', ')})`;
   return {
@@ -74,6 +87,8 @@ export function buildTablePlan(info: TableInfo, spec: StoredSpec, planId: number
     format: spec.format,
     keyColumns,
     columns,
+    filter,
+    source,
     layout: keyLayout({ prefix: spec.prefix, schema: info.schema, name: info.name, keyColumns: spec.keyColumns, keyTemplate: spec.keyTemplate }),
     prefix: spec.prefix,
     ttl: spec.ttl ?? null,
@@ -90,6 +105,20 @@ export function buildTablePlan(info: TableInfo, spec: StoredSpec, planId: number
     firstPageSql: `${pageHead} ${order} LIMIT $1`,
     nextPageSql: `${pageHead} WHERE ${after} ${order} LIMIT $${keyColumns.length + 1}`,
   };
+}
+
+/**
+ * The table, or its matching rows as a subquery. The filter stands alone in the subquery's
+ * WHERE: its column names (printed unqualified by PostgreSQL) can only resolve to the table's
+ * columns there, not to a column of the key list it is joined with. The subquery names only
+ * key and mirrored columns (a column-level grant allows no `*`); PostgreSQL flattens it, so
+ * key lookups and key order still use the table's index.
+ */
+function tableSource(info: TableName, keyColumns: readonly ColumnInfo[], columns: readonly string[], filter: string | null): string {
+  const table = quoteQualified(info.schema, info.name);
+  if (filter === null) return `${table} AS t`;
+  const read = [...new Set([...keyColumns.map((c) => c.name), ...columns])].map(quoteIdent);
+  return `(SELECT ${read.join(', ')} FROM ${table} WHERE (${filter})) AS t`;
 }
 
 export function jsonExpression(columns: readonly string[]): string {

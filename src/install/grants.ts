@@ -10,7 +10,8 @@ import { resolveTableSpec } from './spec.js';
 /**
  * The GRANT statements that let `role` run the daemon (and sync, verify, status) and nothing
  * more: read and delete the journal, read the registry, mark copies done, take part in leader
- * election through `meta`, and read only the mirrored columns of the configured tables.
+ * election through `meta`, and read only the mirrored columns of the configured tables (and
+ * the columns their filters read).
  * Every name is quoted: config values and the role never reach SQL as written.
  */
 export async function renderDaemonGrants(db: Db, config: Config, role: string): Promise<string> {
@@ -43,8 +44,10 @@ export async function renderDaemonGrants(db: Db, config: Config, role: string): 
       continue;
     }
     const mirrored = spec.stored.columns ?? info.columns.map((c) => c.name).filter((c) => !spec.stored.exclude.includes(c));
-    // Key columns are read to find the rows; excluded columns are never granted.
-    const columns = [...new Set([...spec.stored.keyColumns, ...mirrored])];
+    // Key columns are read to find the rows, and a filter's columns to choose them, mirrored
+    // or not (the daemon evaluates the filter in its own session); other excluded columns are
+    // never granted.
+    const columns = [...new Set([...spec.stored.keyColumns, ...mirrored, ...(spec.stored.filterColumns ?? [])])];
     tableLines.push(`GRANT SELECT (${columns.map(quoteIdent).join(', ')}) ON ${target} TO ${r};`);
   }
   for (const schema of schemas) lines.push(`GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${r};`);

@@ -4,6 +4,7 @@ import { formatTableName } from '../config/table-name.js';
 import { findTable, similarTables, type ColumnInfo, type TableInfo } from '../catalog/tables.js';
 import { UserError } from '../errors.js';
 import { parseKeyTemplate } from '../redis/keys.js';
+import { checkFilter } from './filter.js';
 
 /** Per-table options as stored in the registry; the daemon needs nothing else. */
 export interface StoredSpec {
@@ -26,6 +27,14 @@ export interface StoredSpec {
   stream?: { maxLen: number };
   /** ... and published on this channel. */
   publish?: string;
+  /**
+   * Row filter as PostgreSQL printed it back at install (see install/filter.ts); absent when
+   * every row is mirrored, so that the specs of unfiltered tables, and their hashes, stay as
+   * they were before filters existed.
+   */
+  filter?: string;
+  /** Columns the filter reads (the daemon must be able to read them, mirrored or not). */
+  filterColumns?: string[];
 }
 
 export interface TableSpec {
@@ -65,6 +74,7 @@ export async function resolveTableSpec(db: Db, config: TableConfig): Promise<Tab
   }
   const keyTemplate = config.keyTemplate ?? null;
   if (keyTemplate !== null) parseKeyTemplate(keyTemplate, keyColumns.map((c) => c.name));
+  const filter = config.filter === undefined ? null : await checkFilter(db, info, config.filter, display);
   return {
     schema: config.schema,
     name: config.name,
@@ -81,6 +91,7 @@ export async function resolveTableSpec(db: Db, config: TableConfig): Promise<Tab
       ...(config.ttl === undefined ? {} : { ttl: config.ttl }),
       ...(config.stream === undefined ? {} : { stream: { maxLen: config.stream.maxLen } }),
       ...(config.publish === undefined ? {} : { publish: config.publish }),
+      ...(filter === null ? {} : { filter: filter.expression, filterColumns: filter.columns }),
     },
   };
 }

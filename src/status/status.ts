@@ -42,6 +42,8 @@ export interface TableOptions {
   exclude: string[];
   keyTemplate: string | null;
   prefix: string;
+  /** Row filter as installed (PostgreSQL's printing of it), null when every row is mirrored. */
+  filter: string | null;
 }
 
 export interface TableStatus {
@@ -268,6 +270,7 @@ function tableStatus(t: InstalledTable, details: TableDetails | undefined, names
       exclude: t.spec.exclude,
       keyTemplate: t.spec.keyTemplate,
       prefix: t.spec.prefix,
+      filter: t.spec.filter ?? null,
     },
     installedAt: details?.installedAt ?? '',
     syncedAt: details?.syncedAt ?? null,
