@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import { scanKeys } from '../redis/scan.js';
 import { isStateKey } from '../redis/state.js';
 import { writeKeys, type Fence, type KeyWrite } from '../redis/replace.js';
@@ -33,7 +33,7 @@ export interface ReadBatch {
 }
 
 /** The Redis half of a batch: each table's TRUNCATE (if any) before its keys, all fenced. */
-export async function writeBatch(redis: Redis, batch: ReadBatch, fence: Fence): Promise<void> {
+export async function writeBatch(redis: RedisClient, batch: ReadBatch, fence: Fence): Promise<void> {
   for (const step of batch.steps) {
     if (step.truncatePattern !== undefined) {
       for await (const keys of scanKeys(redis, step.truncatePattern)) {

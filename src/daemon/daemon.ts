@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import { checkPool, createPool } from '../db/connect.js';
 import { describePgError } from '../db/errors.js';
 import { createDb, type Db } from '../db/kysely.js';
@@ -16,7 +16,7 @@ import { listenForWakeups, type WakeupListener } from './wakeups.js';
 import { applyLockKey, leaderLockKey, wakeLockKey } from '../install/names.js';
 import { randomUUID } from 'node:crypto';
 import type { Fence } from '../redis/replace.js';
-import { raiseLeaderToken, readEpoch, readLeaderToken, stateKey, writeEpoch } from '../redis/state.js';
+import { fenceLost, raiseFence, readEpoch, readLeaderToken, stateKey, writeEpoch } from '../redis/state.js';
 import { finishRecopy, nextLeaderToken, readMeta, recordEpoch, startRecopy } from './meta.js';
 import { daemonApplicationName } from './app-names.js';
 import { syncTables } from '../sync/sync.js';
@@ -113,13 +113,14 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   /** Set while this daemon leads: its fencing token, raised in Redis when it took the lead. */
   private fence: Fence | undefined;
   private stateKeyName = '';
+  private installId = '';
   /** Compare Redis' data generation with PostgreSQL's before the next drain (see checkRedisEpoch). */
   private epochCheckDue = true;
 
   private constructor(
     private readonly options: DaemonOptions,
     private readonly pool: pg.Pool,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
   ) {
     super();
     this.logger = options.logger ?? silentLogger;
@@ -136,7 +137,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
   static async start(options: DaemonOptions): Promise<MirrorDaemon> {
     const pool = createPool(options.databaseUrl, { max: 3, applicationName: daemonApplicationName(options.schema) });
-    let redis: Redis | undefined;
+    let redis: RedisClient | undefined;
     try {
       await checkPool(pool, options.databaseUrl);
       redis = await connectRedis(options.redisUrl, { persistent: true });
@@ -157,7 +158,8 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     }
     const client = await this.pool.connect();
     try {
-      this.stateKeyName = stateKey((await readMeta(client, this.options.schema)).installId);
+      this.installId = (await readMeta(client, this.options.schema)).installId;
+      this.stateKeyName = stateKey(this.installId);
     } finally {
       client.release();
     }
@@ -211,10 +213,11 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       return false;
     }
     const token = await nextLeaderToken(worker, this.options.schema, await readLeaderToken(this.redis, this.stateKeyName));
-    if (!(await raiseLeaderToken(this.redis, this.stateKeyName, token))) {
+    const fence = await raiseFence(this.redis, this.installId, token);
+    if (fence === null) {
       throw new Error('a newer leader token is in Redis although this daemon holds the leader lock');
     }
-    this.fence = { key: this.stateKeyName, token };
+    this.fence = fence;
     this.claimFrom = 0n;
     this.epochCheckDue = true;
     this.setRole('leader');
@@ -244,11 +247,11 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       const epoch = randomUUID();
       await writeEpoch(this.redis, this.stateKeyName, epoch);
       await recordEpoch(worker, this.options.schema, epoch);
-    } else if (inRedis !== meta.redisEpoch) {
+    } else if (inRedis !== meta.redisEpoch || (await fenceLost(this.redis, this.installId))) {
       this.logger.warn({ expected: meta.redisEpoch, found: inRedis }, 'Redis lost the mirror; copying every table again while streaming');
       const epoch = randomUUID();
       await startRecopy(worker, this.options.schema, epoch);
-      await raiseLeaderToken(this.redis, this.stateKeyName, this.fence!.token);
+      await raiseFence(this.redis, this.installId, this.fence!.token);
       await writeEpoch(this.redis, this.stateKeyName, epoch);
       this.startCopy();
     } else if (meta.recopy) {

@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from '../redis/cluster.js';
 import { readWrites } from '../daemon/apply-batch.js';
 import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
 import { writeKeys, type KeyWrite } from '../redis/replace.js';
-import { scanKeys } from '../redis/scan.js';
+import { scanKeys, unlinkKeys } from '../redis/scan.js';
 import { isStateKey } from '../redis/state.js';
 import { withApplyLock } from '../sync/apply-lock.js';
 import { inTransaction } from '../db/transaction.js';
@@ -34,7 +34,7 @@ export interface VerifyOptions {
  * write) against Redis, then every key under the table's layout against the rows. Memory is
  * bounded by the page size, whatever the table size.
  */
-export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: TablePlan, options: VerifyOptions = {}): Promise<TableVerifyReport> {
+export async function verifyTable(client: pg.ClientBase, redis: RedisClient, plan: TablePlan, options: VerifyOptions = {}): Promise<TableVerifyReport> {
   const pageSize = options.pageSize ?? 2000;
   const sampleSize = options.sampleSize ?? 10;
   const report: TableVerifyReport = {
@@ -89,7 +89,7 @@ export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: Tab
     await step(async () => {
       const extra = await extraKeys(client, plan, keys);
       for (const key of extra) note('extra', key);
-      if (repair !== undefined && extra.length > 0) await redis.unlink(...extra);
+      if (repair !== undefined && extra.length > 0) await unlinkKeys(redis, extra);
     });
   }
   return report;
@@ -97,14 +97,27 @@ export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: Tab
 
 type RedisValue = Record<string, string> | string | null;
 
-async function readValues(redis: Redis, plan: TablePlan, keys: string[]): Promise<RedisValue[]> {
+async function readValues(redis: RedisClient, plan: TablePlan, keys: string[]): Promise<RedisValue[]> {
   if (keys.length === 0) return [];
-  const pipeline = redis.pipeline();
-  for (const key of keys) {
-    if (plan.format === 'json') pipeline.get(key);
-    else pipeline.hgetall(key);
+  let results: [Error | null, unknown][];
+  if (isCluster(redis)) {
+    // A cluster pipeline must stay on one node; separate commands are routed each to its
+    // slot's master, and ioredis still writes them out without waiting for replies.
+    const settled = await Promise.allSettled(keys.map((key) => (plan.format === 'json' ? redis.get(key) : redis.hgetall(key))));
+    results = settled.map((s) => {
+      if (s.status === 'fulfilled') return [null, s.value];
+      // As in a pipeline's results: a wrong type is a finding; a lost server is a failure.
+      if (s.reason instanceof Error && s.reason.message.startsWith('WRONGTYPE')) return [s.reason, null];
+      throw s.reason;
+    });
+  } else {
+    const pipeline = redis.pipeline();
+    for (const key of keys) {
+      if (plan.format === 'json') pipeline.get(key);
+      else pipeline.hgetall(key);
+    }
+    results = (await pipeline.exec()) ?? [];
   }
-  const results = (await pipeline.exec()) ?? [];
   return results.map(([error, value]) => {
     // WRONGTYPE (a string where a hash belongs, or the reverse): present but wrong.
     if (error !== null) return '\u0000wrong type';
