@@ -14,7 +14,7 @@ import { syncTables } from '../src/sync/sync.js';
 import { isClean, verifyMirror } from '../src/verify/verify.js';
 import { runCli } from './helpers/cli.js';
 import { TestRedisCluster } from './helpers/redis-cluster.js';
-import { createScratch, settle, sleep, startDaemon, type Scratch } from './helpers/scratch.js';
+import { createScratch, settle, sleep, startDaemon, waitUntil, type Scratch } from './helpers/scratch.js';
 
 let scratch: Scratch;
 let redisCluster: TestRedisCluster;
@@ -142,7 +142,7 @@ it('mirrors into a Redis Cluster: sync, the daemon under a random workload with 
     // Fencing: the token is in the fence key of every slot; a write with an older token is
     // refused in every slot it touches, whatever the master.
     const client = await scratch.pool.connect();
-    const installId = await readMeta(client, config.schema).then((m) => m.installId, (e: unknown) => { throw e; }).finally(() => client.release());
+    const installId = (await readMeta(client, config.schema).finally(() => client.release())).installId;
     const token = await redis.hget(stateKey(installId), 'leader');
     expect(Number(token)).toBeGreaterThanOrEqual(2);
     for (const slot of [0, 5000, 9000, SLOT_COUNT - 1]) expect(await redis.hget(slotStateKey(installId, slot), 'leader')).toBe(token);
@@ -167,6 +167,24 @@ it('mirrors into a Redis Cluster: sync, the daemon under a random workload with 
   expect([items.missing, items.stale, items.extra]).toEqual([10, 10, 10]);
   await verifyMirror(scratch.pool, redis, { schema: config.schema, repair: true });
   await expectClean();
+
+  // A master that loses its data (not the one with the epoch) is noticed by its fence keys:
+  // the daemon copies every table again.
+  const client = await scratch.pool.connect();
+  const { installId } = await readMeta(client, config.schema).finally(() => client.release());
+  const epochMaster = redis.slots[slotOf(stateKey(installId))]![0];
+  const address = (node: (typeof masters)[number]): string => `${node.options.host}:${node.options.port}`;
+  const masters = redis.nodes('master');
+  expect(masters.map(address)).toContain(epochMaster);
+  const other = masters.find((node) => address(node) !== epochMaster)!;
+  daemon = await startDaemon(config, { pollIntervalMs: 200 });
+  try {
+    await waitUntil('the daemon leads', () => daemon.role === 'leader');
+    await other.flushall();
+    await waitUntil('the lost master is filled again', async () => isClean(await verifyMirror(scratch.pool, redis, { schema: config.schema })), 30_000);
+  } finally {
+    await daemon.stop();
+  }
 
   // status counts each table's keys over every master.
   const rows = Number((await scratch.pool.query<{ n: string }>('SELECT count(*) AS n FROM items')).rows[0]!.n);
