@@ -158,6 +158,14 @@ function describeRedisConnectError(error: unknown, redisUrl: string): UserError 
       { cause: error },
     );
   }
+  // ioredis' Cluster reports every failure to read the topology alike: unreachable seeds, or a
+  // server that is not in cluster mode.
+  if (/^rediss?\+cluster:/i.test(redisUrl) && /slots cache/i.test(reason)) {
+    return new UserError(
+      `cannot connect to the Redis Cluster at ${describeRedisUrl(redisUrl)}: no seed node answered with the cluster's slots; are they running, in cluster mode (use redis:// for a single server)? check --redis-url / REDIS_URL`,
+      { cause: error },
+    );
+  }
   const tlsHint = /^rediss[:+]/.test(redisUrl)
     ? ' (rediss:// uses TLS: does the server listen with TLS on that port?)'
     : /ECONNRESET|closed/i.test(reason)
