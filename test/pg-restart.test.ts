@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { wakeLockHeld } from './helpers/locks.js';
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis/cluster.js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createPool } from '../src/db/connect.js';
 import { install } from '../src/install/install.js';
@@ -22,7 +22,7 @@ import { REDIS_URL, sleep, waitUntil } from './helpers/scratch.js';
 
 let server: TestPgCluster;
 let pool: pg.Pool;
-let redis: Redis;
+let redis: RedisClient;
 let daemon: ListenChild | undefined;
 const prefix = `test:pgrestart:${randomBytes(4).toString('hex')}:`;
 

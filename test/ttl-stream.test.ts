@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis/cluster.js';
 import { readConfigFile, type Config, type TableConfig } from '../src/config/load.js';
 import type { MirrorDaemon } from '../src/daemon/daemon.js';
 import { install } from '../src/install/install.js';
@@ -38,7 +38,7 @@ const key = (table: string, ...values: string[]): string => `${scratch.prefix}${
 const streamOf = (table: string): string => `${scratch.prefix}changes:${table}`;
 
 /** The stream's entries as [op, key] pairs, oldest first. */
-async function entries(redis: Redis, stream: string): Promise<[string, string][]> {
+async function entries(redis: RedisClient, stream: string): Promise<[string, string][]> {
   const raw = await redis.xrange(stream, '-', '+');
   return raw.map(([, fields]) => {
     const f = new Map<string, string>();

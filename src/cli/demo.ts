@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import { resolveConfig, type Config } from '../config/load.js';
 import { clientConfig, createPool } from '../db/connect.js';
 import { describePgError } from '../db/errors.js';
@@ -83,7 +83,7 @@ export async function runDemo(base: Config, out: (line: string) => void): Promis
   ] };
   const pool = createPool(databaseUrl, { max: 2 });
   try {
-    out(`scratch database ${database}, Redis prefix ${prefix}`);
+    out(`scratch database ${database}, RedisClient prefix ${prefix}`);
     await admin.query(`CREATE DATABASE ${quoteIdent(database)}`);
     await pool.query(SETUP);
     out('created tables public.products (hash values) and public.order_lines (composite key, json values)');
@@ -113,7 +113,7 @@ export async function runDemo(base: Config, out: (line: string) => void): Promis
   }
 }
 
-async function dumpKeys(redis: Redis, prefix: string): Promise<string[]> {
+async function dumpKeys(redis: RedisClient, prefix: string): Promise<string[]> {
   const keys: string[] = [];
   for await (const page of scanKeys(redis, `${escapeGlob(prefix)}*`)) keys.push(...page);
   if (keys.length === 0) return ['(no keys)'];

@@ -15,7 +15,7 @@ export function buildProgram(): Command {
     .description('Keep Redis an exact, low-latency mirror of chosen PostgreSQL tables')
     .option('-c, --config <file>', 'config file (default: pg-redis-mirror.json/.yaml/.yml in the current directory)')
     .option('--database-url <url>', 'PostgreSQL URL (default: $DATABASE_URL, then postgres://localhost:5432/postgres)')
-    .option('--redis-url <url>', 'Redis URL (default: $REDIS_URL, then redis://127.0.0.1:6379)')
+    .option('--redis-url <url>', 'Redis URL; redis+cluster://host:port,host:port for a Redis Cluster (default: $REDIS_URL, then redis://127.0.0.1:6379)')
     .option('--schema <name>', 'schema that holds the journal and triggers functions (default: redis_mirror)')
     .option('--prefix <prefix>', 'prefix of every Redis key (default: pg:)')
     .option('-t, --table <schema.name>', 'a table to mirror (repeatable; adds to the config file)', collect)

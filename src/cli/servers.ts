@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import type { Config } from '../config/load.js';
 import { checkPool, createPool } from '../db/connect.js';
 import { describePgError } from '../db/errors.js';
@@ -9,9 +9,9 @@ import { connectRedis, describeRedisFailure, isRedisError } from '../redis/conne
  * Connects to both servers (a clear error if either is unreachable), runs `fn`, and turns a
  * server lost midway into one line that says what to do; always disconnects.
  */
-export async function withServers<T>(config: Config, what: string, fn: (pool: pg.Pool, redis: Redis) => Promise<T>): Promise<T> {
+export async function withServers<T>(config: Config, what: string, fn: (pool: pg.Pool, redis: RedisClient) => Promise<T>): Promise<T> {
   const pool = createPool(config.databaseUrl, { max: 1 });
-  let redis: Redis | undefined;
+  let redis: RedisClient | undefined;
   try {
     await checkPool(pool, config.databaseUrl);
     redis = await connectRedis(config.redisUrl);

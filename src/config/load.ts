@@ -96,7 +96,7 @@ export function resolveConfig(file: ConfigFile, overrides: ConfigOverrides, env:
   }
   return {
     databaseUrl: overrides.databaseUrl ?? env.DATABASE_URL ?? file.databaseUrl ?? DEFAULTS.databaseUrl,
-    redisUrl: overrides.redisUrl ?? env.REDIS_URL ?? file.redisUrl ?? DEFAULTS.redisUrl,
+    redisUrl: clusterUrl(overrides.redisUrl ?? env.REDIS_URL ?? file.redisUrl ?? DEFAULTS.redisUrl, file.cluster === true),
     schema: overrides.schema ?? file.schema ?? DEFAULTS.schema,
     prefix,
     batchSize: overrides.batchSize ?? file.batchSize ?? DEFAULTS.batchSize,
@@ -106,6 +106,14 @@ export function resolveConfig(file: ConfigFile, overrides: ConfigOverrides, env:
     tables,
     ...(path === undefined ? {} : { configPath: path }),
   };
+}
+
+/**
+ * `cluster: true` in the config file makes a redis:// (rediss://) URL name a cluster's seed
+ * nodes, as redis+cluster:// (rediss+cluster://) does; from then on only the URL says which.
+ */
+function clusterUrl(url: string, cluster: boolean): string {
+  return cluster ? url.replace(/^(rediss?):\/\//i, '$1+cluster://') : url;
 }
 
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {

@@ -42,6 +42,8 @@ export const tableConfigSchema = z.strictObject({
 export const configFileSchema = z.strictObject({
   databaseUrl: z.string().min(1).optional(),
   redisUrl: z.string().min(1).optional(),
+  /** The Redis URL names seed nodes of a Redis Cluster (as redis+cluster:// / rediss+cluster:// would). */
+  cluster: z.boolean().optional(),
   /** PostgreSQL schema that holds the journal, registry and trigger functions; also the NOTIFY channel. */
   schema: identifier.optional(),
   /** Prepended to every Redis key. */

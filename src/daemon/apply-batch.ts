@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import { scanKeys } from '../redis/scan.js';
 import { isStateKey } from '../redis/state.js';
 import { isChangeStreamKey } from '../redis/keys.js';
@@ -45,7 +45,7 @@ export interface BatchStep {
  * The Redis half of a batch: each table's TRUNCATE (if any) before its keys, all fenced.
  * A TRUNCATE is announced as one event, after its keys are gone (not one per key).
  */
-export async function writeBatch(redis: Redis, batch: ReadBatch, fence: Fence): Promise<void> {
+export async function writeBatch(redis: RedisClient, batch: ReadBatch, fence: Fence): Promise<void> {
   for (const step of batch.steps) {
     const { prefix, ttl, events } = step.plan;
     if (step.truncatePattern !== undefined) {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import { checkPool, createPool } from '../db/connect.js';
 import { describePgError } from '../db/errors.js';
 import { createDb, type Db } from '../db/kysely.js';
@@ -16,7 +16,7 @@ import { listenForWakeups, type WakeupListener } from './wakeups.js';
 import { applyLockKey, leaderLockKey, wakeLockKey } from '../install/names.js';
 import { randomUUID } from 'node:crypto';
 import type { Fence } from '../redis/replace.js';
-import { raiseLeaderToken, readEpoch, readLeaderToken, stateKey, writeEpoch } from '../redis/state.js';
+import { fenceLost, raiseFence, readEpoch, readLeaderToken, stateKey, writeEpoch } from '../redis/state.js';
 import { finishRecopy, nextLeaderToken, readMeta, recordEpoch, startRecopy, type MetaScope } from './meta.js';
 import { DEFAULT_GROUP } from '../config/load.js';
 import { daemonApplicationName } from './app-names.js';
@@ -117,13 +117,15 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   /** Set while this daemon leads: its fencing token, raised in Redis when it took the lead. */
   private fence: Fence | undefined;
   private stateKeyName = '';
+  /** Names this daemon group's state in Redis (see redis/state.ts): the install id, plus the group unless default. */
+  private stateId = '';
   /** Compare Redis' data generation with PostgreSQL's before the next drain (see checkRedisEpoch). */
   private epochCheckDue = true;
 
   private constructor(
     private readonly options: DaemonOptions,
     private readonly pool: pg.Pool,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
   ) {
     super();
     this.logger = options.logger ?? silentLogger;
@@ -141,7 +143,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
   static async start(options: DaemonOptions): Promise<MirrorDaemon> {
     const pool = createPool(options.databaseUrl, { max: 3, applicationName: daemonApplicationName(options.schema) });
-    let redis: Redis | undefined;
+    let redis: RedisClient | undefined;
     try {
       await checkPool(pool, options.databaseUrl);
       redis = await connectRedis(options.redisUrl, { persistent: true });
@@ -165,7 +167,10 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     }
     const client = await this.pool.connect();
     try {
-      this.stateKeyName = stateKey((await readMeta(client, this.scope)).installId, this.scope.group);
+      const installId = (await readMeta(client, this.scope)).installId;
+      // A named group's state (and, in a cluster, its fence keys) are the install's, suffixed.
+      this.stateId = this.scope.group === DEFAULT_GROUP ? installId : `${installId}:${this.scope.group}`;
+      this.stateKeyName = stateKey(this.stateId);
     } finally {
       client.release();
     }
@@ -219,10 +224,11 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       return false;
     }
     const token = await nextLeaderToken(worker, this.scope, await readLeaderToken(this.redis, this.stateKeyName));
-    if (!(await raiseLeaderToken(this.redis, this.stateKeyName, token))) {
+    const fence = await raiseFence(this.redis, this.stateId, token);
+    if (fence === null) {
       throw new Error('a newer leader token is in Redis although this daemon holds the leader lock');
     }
-    this.fence = { key: this.stateKeyName, token };
+    this.fence = fence;
     this.claimFrom = 0n;
     this.epochCheckDue = true;
     this.setRole('leader');
@@ -252,11 +258,11 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       const epoch = randomUUID();
       await writeEpoch(this.redis, this.stateKeyName, epoch);
       await recordEpoch(worker, this.scope, epoch);
-    } else if (inRedis !== meta.redisEpoch) {
+    } else if (inRedis !== meta.redisEpoch || (await fenceLost(this.redis, this.stateId))) {
       this.logger.warn({ expected: meta.redisEpoch, found: inRedis }, 'Redis lost the mirror; copying every table again while streaming');
       const epoch = randomUUID();
       await startRecopy(worker, this.scope, epoch);
-      await raiseLeaderToken(this.redis, this.stateKeyName, this.fence!.token);
+      await raiseFence(this.redis, this.stateId, this.fence!.token);
       await writeEpoch(this.redis, this.stateKeyName, epoch);
       this.startCopy();
     } else if (meta.recopy) {

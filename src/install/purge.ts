@@ -1,13 +1,12 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import { changeStreamKey, escapeGlob, keyLayout } from '../redis/keys.js';
 import { deleteMatching } from '../redis/scan.js';
-import { stateKey } from '../redis/state.js';
+import { STATE_KEY_PREFIX } from '../redis/state.js';
 import type { InstalledTable } from './state.js';
 
-/** Deletes every Redis key of the given installed tables (from their registered layout), and the daemon's state hash. */
-export async function purgeRedisKeys(redis: Redis, tables: readonly InstalledTable[], installId: string | null): Promise<number> {
-  // The default group's state hash, and those of named groups (`<key>:<group>`).
-  let deleted = installId === null ? 0 : (await redis.unlink(stateKey(installId))) + (await deleteMatching(redis, `${escapeGlob(stateKey(installId))}:*`));
+/** Deletes every Redis key of the given installed tables (from their registered layout), and the daemon's state (every group's; in a cluster, the fence key in each slot too). */
+export async function purgeRedisKeys(redis: RedisClient, tables: readonly InstalledTable[], installId: string | null): Promise<number> {
+  let deleted = installId === null ? 0 : await deleteMatching(redis, `${escapeGlob(STATE_KEY_PREFIX)}*${escapeGlob(installId)}*`);
   for (const table of tables) {
     const layout = keyLayout({
       prefix: table.spec.prefix,

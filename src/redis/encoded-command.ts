@@ -1,4 +1,5 @@
-import { Command, type Redis } from 'ioredis';
+import { Command } from 'ioredis';
+import type { RedisClient } from './cluster.js';
 
 /** One RESP bulk string; its length is in bytes of the UTF-8 the socket sends. */
 export function bulkString(value: string): string {
@@ -14,8 +15,15 @@ class EncodedCommand extends Command {
   constructor(
     name: string,
     private readonly text: string,
+    private readonly keySlot: number | null,
   ) {
     super(name, []);
+  }
+
+  /** ioredis finds a command's slot from its arguments, which this command keeps as text: the caller names it. */
+  override getSlot(): number {
+    // Typed number by ioredis, but null (no key) is what it handles as "any node".
+    return this.keySlot as number;
   }
 
   override toWritable(): string {
@@ -23,8 +31,11 @@ class EncodedCommand extends Command {
   }
 }
 
-/** Sends a command built from RESP bulk strings (see bulkString): `argCount` of them, the name included, in `body`. */
-export function sendEncoded(redis: Redis, name: string, argCount: number, body: string): Promise<unknown> {
-  const command = new EncodedCommand(name, `*${argCount}\r\n${body}`);
+/**
+ * Sends a command built from RESP bulk strings (see bulkString): `argCount` of them, the name
+ * included, in `body`. In a cluster it goes to the master of `slot`, the hash slot of its keys.
+ */
+export function sendEncoded(redis: RedisClient, name: string, argCount: number, body: string, slot: number | null = null): Promise<unknown> {
+  const command = new EncodedCommand(name, `*${argCount}\r\n${body}`, slot);
   return redis.sendCommand(command) as Promise<unknown>;
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { slotOf, type RedisClient } from './cluster.js';
 import type { ChangeEvents, Fence } from './replace.js';
 
 /**
@@ -20,11 +20,13 @@ return 1
 `;
 
 /** Announces that every key of the table (those matching `pattern`) was deleted; call it after deleting them. */
-export async function announceTruncate(redis: Redis, events: ChangeEvents, pattern: string, fence: Fence): Promise<void> {
+export async function announceTruncate(redis: RedisClient, events: ChangeEvents, pattern: string, fence: Fence): Promise<void> {
   const stream = events.stream;
   // Without a fence (key '') KEYS[1] is not read; the stream key, or the channel name, stands in
-  // so that the call names no key outside the prefix.
+  // so that the call names no key outside the prefix. In a cluster the fence key is the one in
+  // the stream's slot (or the pattern's, for PUBLISH only).
   const streamKey = stream?.key ?? '';
-  const keys = stream === null ? [fence.key === '' ? pattern : fence.key] : [fence.key === '' ? streamKey : fence.key, streamKey];
+  const fenceKey = fence.keyInSlot === undefined ? fence.key : fence.keyInSlot(slotOf(stream === null ? pattern : streamKey));
+  const keys = stream === null ? [fence.key === '' ? pattern : fenceKey] : [fence.key === '' ? streamKey : fenceKey, streamKey];
   await redis.eval(EVENT_LUA, keys.length, ...keys, fence.token, stream === null ? '' : String(stream.maxLen), events.channel ?? '', events.table, 'truncate', pattern);
 }

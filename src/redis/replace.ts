@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { isCluster, keyHolders, slotOf, type RedisClient } from './cluster.js';
 import { bulkString, sendEncoded } from './encoded-command.js';
 
 /**
@@ -101,8 +101,11 @@ const MAX_ARGS_PER_CALL = 50_000;
 
 /** One script call's RESP text: KEYS and ARGV built side by side. */
 interface Call {
+  /** The hash slot of every key of the call in a cluster (see writeKeys); null for a standalone server. */
+  slot: number | null;
   keys: number;
   args: number;
+  bytes: number;
   keyText: string;
   /** Length of the first key's RESP text at the start of keyText. */
   firstKeyLength: number;
@@ -113,12 +116,18 @@ interface Call {
 export interface Fence {
   key: string;
   token: string;
+  /**
+   * In a Redis Cluster, a script's keys must all be in one hash slot: the fence key to use
+   * for a call whose keys are in `slot` (the daemon raises its token in one per slot, see
+   * state.ts). `key` is then used for nothing here.
+   */
+  keyInSlot?: (slot: number) => string;
 }
 
 /**
  * Writers that are not the daemon (sync, verify --repair) are never fenced. Their KEYS[1] is
  * the call's first key again (the script does not read it), so they touch no key outside the
- * mirrored ones (an ACL user limited to the prefix suffices).
+ * mirrored ones (an ACL user limited to the prefix suffices), and it is in the call's slot.
  */
 const NO_FENCE: Fence = { key: '', token: '' };
 
@@ -151,14 +160,16 @@ function optionText(options: WriteOptions): { args: string; streamKey: string } 
   };
 }
 
-function send(redis: Redis, call: Call, fence: Fence, options: { args: string; streamKey: string }): Promise<unknown> {
-  const fenceKey = fence.key === '' ? call.keyText.slice(0, call.firstKeyLength) : bulkString(fence.key);
+function send(redis: RedisClient, call: Call, fence: Fence, options: { args: string; streamKey: string }): Promise<unknown> {
+  const fenceKey =
+    fence.key === '' ? call.keyText.slice(0, call.firstKeyLength) : bulkString(call.slot === null ? fence.key : fence.keyInSlot!(call.slot));
   const streamKeys = options.streamKey === '' ? 0 : 1;
   return sendEncoded(
     redis,
     'evalsha',
     9 + streamKeys + call.keys + call.args,
     EVALSHA_HEAD + bulkString(String(call.keys + 1 + streamKeys)) + fenceKey + call.keyText + options.streamKey + bulkString(fence.token) + options.args + call.argText,
+    call.slot,
   );
 }
 
@@ -166,53 +177,68 @@ function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
 
+function newCall(slot: number | null): Call {
+  return { slot, keys: 0, args: 0, bytes: 0, keyText: '', firstKeyLength: 0, argText: '' };
+}
+
 /**
  * Writes each key as described (see REPLACE_LUA). The keys must be distinct: calls run in
  * parallel, and a call Redis rejected because its script cache was empty (after a restart) is
- * sent again after loading the script.
+ * sent again after loading the script. In a Redis Cluster a call carries the keys of one hash
+ * slot only (a script may not touch keys of several), and goes to the master of that slot.
  */
-export async function writeKeys(redis: Redis, writes: readonly KeyWrite[], fence: Fence = NO_FENCE, options: WriteOptions = {}): Promise<void> {
+export async function writeKeys(redis: RedisClient, writes: readonly KeyWrite[], fence: Fence = NO_FENCE, options: WriteOptions = {}): Promise<void> {
   if (writes.length === 0) return;
   const optionArgs = optionText(options);
+  const cluster = isCluster(redis);
+  if (cluster && fence.key !== '' && fence.keyInSlot === undefined) {
+    throw new Error('writeKeys: a fence in a Redis Cluster needs a fence key per hash slot (keyInSlot)');
+  }
   const calls: Call[] = [];
-  let call: Call = { keys: 0, args: 0, keyText: '', firstKeyLength: 0, argText: '' };
-  let bytes = 0;
+  // The call being filled, per slot (a standalone server has one, under null).
+  const open = new Map<number | null, Call>();
   for (const write of writes) {
+    const slot = cluster ? slotOf(write.key) : null;
+    let call = open.get(slot);
+    if (call === undefined) {
+      call = newCall(slot);
+      open.set(slot, call);
+    }
     call.keys += 1;
     call.keyText += bulkString(write.key);
     if (call.keys === 1) call.firstKeyLength = call.keyText.length;
-    bytes += write.key.length;
+    call.bytes += write.key.length;
     if ('hash' in write) {
       call.args += 2 + write.hash.length;
       call.argText += HASH + bulkString(String(write.hash.length / 2));
       for (const part of write.hash) {
         call.argText += bulkString(part);
-        bytes += part.length;
+        call.bytes += part.length;
       }
     } else if ('encoded' in write) {
       call.args += 2 + 2 * write.fields;
       call.argText += HASH + bulkString(String(write.fields)) + write.encoded;
-      bytes += write.encoded.length;
+      call.bytes += write.encoded.length;
     } else if ('json' in write) {
       call.args += 2;
       call.argText += STRING + bulkString(write.json);
-      bytes += write.json.length;
+      call.bytes += write.json.length;
     } else {
       call.args += 1;
       call.argText += DELETE;
     }
-    if (call.keys >= MAX_KEYS_PER_CALL || bytes >= MAX_BYTES_PER_CALL || call.args >= MAX_ARGS_PER_CALL) {
+    if (call.keys >= MAX_KEYS_PER_CALL || call.bytes >= MAX_BYTES_PER_CALL || call.args >= MAX_ARGS_PER_CALL) {
       calls.push(call);
-      call = { keys: 0, args: 0, keyText: '', firstKeyLength: 0, argText: '' };
-      bytes = 0;
+      open.delete(slot);
     }
   }
-  if (call.keys > 0) calls.push(call);
+  calls.push(...open.values());
   const outcomes = await Promise.allSettled(calls.map((c) => send(redis, c, fence, optionArgs)));
   const failed = outcomes.flatMap((outcome, i) => (outcome.status === 'rejected' ? [{ call: calls[i]!, error: outcome.reason as unknown }] : []));
   if (failed.length === 0) return;
   const other = failed.find((f) => !isNoScript(f.error));
   if (other !== undefined) throw other.error;
-  await redis.script('LOAD', REPLACE_LUA);
+  // Each server (each master of a cluster) has a script cache of its own.
+  await Promise.all(keyHolders(redis).map((node) => node.script('LOAD', REPLACE_LUA)));
   await Promise.all(failed.map((f) => send(redis, f.call, fence, optionArgs)));
 }

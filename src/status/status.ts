@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { daemonApplicationName, listenApplicationName } from '../daemon/app-names.js';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import { sql } from 'kysely';
 import { createDb, type Db } from '../db/kysely.js';
 import { UserError, errorMessage } from '../errors.js';
@@ -324,7 +324,7 @@ export async function readDaemonStatus(pool: pg.Pool | pg.ClientBase, toolSchema
 /** Fills in each table's key count; Redis being away is a finding, not an error. */
 async function countKeys(tables: TableStatus[], options: StatusOptions): Promise<RedisStatus> {
   const status: RedisStatus = { address: describeRedisUrl(options.redisUrl), reachable: false, error: null, keysCounted: false };
-  let redis: Redis;
+  let redis: RedisClient;
   try {
     redis = await connectRedis(options.redisUrl);
   } catch (error) {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
 import { writeKeys, type WriteOptions } from '../redis/replace.js';
 import { quoteIdent, quoteQualified } from '../sql/quote.js';
@@ -39,7 +39,7 @@ type Row = (string | null)[];
  * between our read of a row and our write of it; whatever changes meanwhile is journaled and
  * applied by the daemon after the chunk. Idempotent: an interrupted copy can simply run again.
  */
-export async function copyTable(client: pg.ClientBase, redis: Redis, plan: TablePlan, options: CopyOptions): Promise<CopyResult> {
+export async function copyTable(client: pg.ClientBase, redis: RedisClient, plan: TablePlan, options: CopyOptions): Promise<CopyResult> {
   const started = performance.now();
   const pageSize = options.pageSize ?? 5000;
   const lockHoldMs = options.lockHoldMs ?? 250;

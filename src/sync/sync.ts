@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import { createDb } from '../db/kysely.js';
 import { formatTableName, type TableName } from '../config/table-name.js';
 import { UserError } from '../errors.js';
@@ -31,7 +31,7 @@ export function selectPlans(plans: Iterable<TablePlan>, wanted: TableName[] | un
 }
 
 /** Copies the chosen mirrored tables into Redis, one after the other. */
-export async function syncTables(pool: pg.Pool, redis: Redis, options: SyncOptions): Promise<CopyResult[]> {
+export async function syncTables(pool: pg.Pool, redis: RedisClient, options: SyncOptions): Promise<CopyResult[]> {
   const registry = await loadRegistry(createDb(pool), options.schema);
   let plans = selectPlans(registry.plans.values(), options.tables);
   if (options.onlyNeverCopied === true) plans = plans.filter((p) => registry.neverCopied.has(p.oid));

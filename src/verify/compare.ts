@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from '../redis/cluster.js';
 import { readWrites } from '../daemon/apply-batch.js';
 import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
 import { writeKeys, type KeyWrite } from '../redis/replace.js';
@@ -43,7 +43,7 @@ export interface VerifyOptions {
  * write) against Redis, then every key under the table's layout against the rows. Memory is
  * bounded by the page size, whatever the table size.
  */
-export async function verifyTable(client: pg.ClientBase, redis: Redis, plan: TablePlan, options: VerifyOptions = {}): Promise<TableVerifyReport> {
+export async function verifyTable(client: pg.ClientBase, redis: RedisClient, plan: TablePlan, options: VerifyOptions = {}): Promise<TableVerifyReport> {
   const pageSize = options.pageSize ?? 2000;
   const sampleSize = options.sampleSize ?? 10;
   const report: TableVerifyReport = {
@@ -120,15 +120,28 @@ interface RedisEntry {
   pttl: number;
 }
 
-async function readValues(redis: Redis, plan: TablePlan, keys: string[]): Promise<RedisEntry[]> {
+async function readValues(redis: RedisClient, plan: TablePlan, keys: string[]): Promise<RedisEntry[]> {
   if (keys.length === 0) return [];
-  const pipeline = redis.pipeline();
-  for (const key of keys) {
-    if (plan.format === 'json') pipeline.get(key);
-    else pipeline.hgetall(key);
-    pipeline.pttl(key);
+  let results: [Error | null, unknown][];
+  if (isCluster(redis)) {
+    // A cluster pipeline must stay on one node; separate commands are routed each to its
+    // slot's master, and ioredis still writes them out without waiting for replies.
+    const settled = await Promise.allSettled(keys.flatMap((key) => [plan.format === 'json' ? redis.get(key) : redis.hgetall(key), redis.pttl(key)]));
+    results = settled.map((s): [Error | null, unknown] => {
+      if (s.status === 'fulfilled') return [null, s.value];
+      // As in a pipeline's results: a wrong type is a finding; a lost server is a failure.
+      if (s.reason instanceof Error && s.reason.message.startsWith('WRONGTYPE')) return [s.reason, null];
+      throw s.reason;
+    });
+  } else {
+    const pipeline = redis.pipeline();
+    for (const key of keys) {
+      if (plan.format === 'json') pipeline.get(key);
+      else pipeline.hgetall(key);
+      pipeline.pttl(key);
+    }
+    results = (await pipeline.exec()) ?? [];
   }
-  const results = (await pipeline.exec()) ?? [];
   const entries: RedisEntry[] = [];
   for (let i = 0; i + 1 < results.length; i += 2) {
     const [error, value] = results[i]!;

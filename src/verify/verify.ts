@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/cluster.js';
 import { createDb } from '../db/kysely.js';
 import type { TableName } from '../config/table-name.js';
 import { selectPlans } from '../sync/sync.js';
@@ -13,7 +13,7 @@ export interface VerifyMirrorOptions extends Omit<VerifyOptions, 'repair'> {
   tables?: TableName[];
 }
 
-export async function verifyMirror(pool: pg.Pool, redis: Redis, options: VerifyMirrorOptions): Promise<TableVerifyReport[]> {
+export async function verifyMirror(pool: pg.Pool, redis: RedisClient, options: VerifyMirrorOptions): Promise<TableVerifyReport[]> {
   const registry = await loadRegistry(createDb(pool), options.schema);
   const plans = selectPlans(registry.plans.values(), options.tables);
   const client = await pool.connect();

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../src/redis/cluster.js';
 import { clientConfig, createPool } from '../../src/db/connect.js';
 import { withDatabase } from '../../src/cli/demo.js';
 import { resolveConfig, type Config, type TableConfig } from '../../src/config/load.js';
@@ -25,7 +25,7 @@ export interface Scratch {
   redisUrl: string;
   prefix: string;
   pool: pg.Pool;
-  redis: Redis;
+  redis: RedisClient;
   /** A config for this scratch database and prefix, with the given tables. */
   config(tables?: (string | Partial<TableConfig> & { table: string })[], extra?: Partial<Config>): Config;
   cleanup(): Promise<void>;

@@ -1,1 +1,0 @@
-for i in 1 2; do pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 4 -j 2 -T 5 -f /tmp/upd.sql prm_b 2>&1 | grep "^tps" | cut -c7-13; psql -h 127.0.0.1 -U postgres -d prm_b -qc "truncate redis_mirror.journal"; done
