@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MirrorDaemon } from '../src/daemon/daemon.js';
+import { syncTables } from '../src/sync/sync.js';
 import { createScratch, expectMirrorClean, installAndStart, settle, type Scratch } from './helpers/scratch.js';
 
 // Redis gets UTF-8 whatever the database's own encoding: the daemon frames values by their
@@ -23,6 +24,12 @@ describe('a database that is not UTF8', () => {
     await settle(scratch, config);
     expect(await scratch.redis.hgetall(`${scratch.prefix}public.words:1`)).toEqual({ id: '1', word: 'café crème', note: 'Ünïcödé ÿ' });
     expect(await scratch.redis.hgetall(`${scratch.prefix}public.words:2`)).toEqual({ id: '2', word: 'plain' });
+    await expectMirrorClean(scratch, config);
+
+    // A copy frames rows the same way.
+    await scratch.redis.del(`${scratch.prefix}public.words:1`);
+    await syncTables(scratch.pool, scratch.redis, { schema: config.schema });
+    expect(await scratch.redis.hgetall(`${scratch.prefix}public.words:1`)).toEqual({ id: '1', word: 'café crème', note: 'Ünïcödé ÿ' });
     await expectMirrorClean(scratch, config);
   });
 });

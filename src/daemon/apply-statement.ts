@@ -4,6 +4,7 @@ import { DEFAULT_GROUP } from '../config/load.js';
 import type { KeyWrite } from '../redis/replace.js';
 import type { BatchResult, BatchStep, ReadBatch } from './apply-batch.js';
 import { jsonExpression, type TablePlan } from './table-plan.js';
+import { framedHashSql, framedHashWrite } from './framed-hash.js';
 
 /**
  * The daemon's whole PostgreSQL side of a batch in one statement: claim the oldest journal
@@ -109,27 +110,8 @@ function tableBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): st
   if (plan.format === 'json') {
     return `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, NULL::int, ${jsonExpression(plan.columns)}, NULL::text ${from}`;
   }
-  // IS DISTINCT FROM NULL, because a composite value with a NULL field IS NULL (and is not NULL).
-  // concat() prints each value with its type's output function, as the wire's text format does
-  // (a ::text cast would not for every type: booleans, char(n), inet).
-  const values = plan.columns.map((c, i) => `CASE WHEN t.${quoteIdent(c)} IS DISTINCT FROM NULL THEN pg_catalog.concat(t.${quoteIdent(c)}) END AS v${i}`);
-  const bytes = (v: string): string => (utf8Server ? `pg_catalog.octet_length(${v})` : `pg_catalog.octet_length(pg_catalog.convert_to(${v}, 'UTF8'))`);
-  const frames = plan.columns.map((c, i) => `${quoteLiteral(`$${Buffer.byteLength(c)}\r\n${c}\r\n$`)} || ${bytes(`v.v${i}`)} || E'\\r\\n' || v.v${i} || E'\\r\\n'`);
-  const count = chunks(plan.columns.map((_, i) => `v.v${i}`)).map((c) => `pg_catalog.num_nonnulls(${c.join(', ')})`);
-  const framed = chunks(chunks(frames).map((c) => `pg_catalog.concat(${c.join(', ')})`)).map((c) => `pg_catalog.concat(${c.join(', ')})`);
-  return (
-    `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, ${count.join(' + ')}, ${framed.join(' || ')}, NULL::text ` +
-    `${from} CROSS JOIN LATERAL (SELECT ${values.join(', ')}) v`
-  );
-}
-
-/** A function takes at most 100 arguments (FUNC_MAX_ARGS); 1,600 columns need two levels. */
-const MAX_ARGS = 100;
-
-function chunks<T>(items: readonly T[]): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += MAX_ARGS) out.push(items.slice(i, i + MAX_ARGS));
-  return out;
+  const hash = framedHashSql(plan.columns, utf8Server);
+  return `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, ${hash.count}, ${hash.framed}, NULL::text ${from} ${hash.lateral}`;
 }
 
 export interface AppliedBatch extends ReadBatch {
@@ -194,13 +176,5 @@ function rowWrite(plan: TablePlan, row: readonly (string | null)[], statement: A
   if (row[2 + width] !== 't') return { key, delete: true };
   const value = row[4 + width]!;
   if (plan.format === 'json') return { key, json: value };
-  const fields = Number(row[3 + width]);
-  if (fields === 0) return { key, delete: true };
-  // The byte counts were taken of the text converted to UTF-8. In a SQL_ASCII database that
-  // text may not be UTF-8; decoding replaced such bytes, and the counts would no longer match
-  // what is sent: refuse rather than send Redis a malformed command.
-  if (!statement.utf8Server && value.includes('\uFFFD')) {
-    throw new Error(`a row of ${plan.display} (key ${key}) holds text that is not valid UTF-8; it cannot be mirrored`);
-  }
-  return { key, fields, encoded: value };
+  return framedHashWrite(key, Number(row[3 + width]), value, statement.utf8Server, plan.display);
 }

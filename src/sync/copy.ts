@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import type { RedisClient } from '../redis/cluster.js';
 import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
-import { writeKeys, type WriteOptions } from '../redis/replace.js';
+import { writeKeys, type KeyWrite, type WriteOptions } from '../redis/replace.js';
+import { framedHashSql, framedHashWrite } from '../daemon/framed-hash.js';
 import { quoteIdent, quoteQualified } from '../sql/quote.js';
 import { withApplyLock } from './apply-lock.js';
 
@@ -44,13 +45,14 @@ export async function copyTable(client: pg.ClientBase, redis: RedisClient, plan:
   const pageSize = options.pageSize ?? 5000;
   const lockHoldMs = options.lockHoldMs ?? 250;
   const total = await estimateRows(client, plan);
+  const pages = copyPages(plan, await isUtf8Server(client));
   let rows = 0;
   let last: string[] | null = null;
   let done = false;
   const readPage = (after: string[] | null): Promise<pg.QueryResult<Row>> =>
     after === null
-      ? client.query<Row>({ text: plan.firstPageSql, values: [pageSize], rowMode: 'array' })
-      : client.query<Row>({ text: plan.nextPageSql, values: [...after, pageSize], rowMode: 'array' });
+      ? client.query<Row>({ text: pages.first, values: [pageSize], rowMode: 'array' })
+      : client.query<Row>({ text: pages.next, values: [...after, pageSize], rowMode: 'array' });
 
   while (!done) {
     if (options.shouldStop?.() === true) return { table: plan.display, rows, ms: performance.now() - started, complete: false };
@@ -65,7 +67,7 @@ export async function copyTable(client: pg.ClientBase, redis: RedisClient, plan:
             done = true;
             return;
           }
-          writing = writeKeys(redis, page.rows.map((row) => rowToWrite(plan, row)), undefined, copyWriteOptions(plan));
+          writing = writeKeys(redis, page.rows.map(pages.toWrite), undefined, copyWriteOptions(plan));
           // Awaited below; until then a failure must not count as an unhandled rejection.
           writing.catch(() => undefined);
           rows += page.rows.length;
@@ -94,6 +96,30 @@ export async function copyTable(client: pg.ClientBase, redis: RedisClient, plan:
  */
 export function copyWriteOptions(plan: Pick<TablePlan, 'ttl'>): WriteOptions {
   return { ttl: plan.ttl ?? 'persist' };
+}
+
+/**
+ * Keyset pages of a table in key order, key texts first. Hash rows come framed by PostgreSQL
+ * (see framed-hash.ts), as the daemon reads them: a copy handles one text per row.
+ */
+function copyPages(plan: TablePlan, utf8Server: boolean): { first: string; next: string; toWrite: (row: Row) => KeyWrite } {
+  if (plan.format === 'json') return { first: plan.firstPageSql, next: plan.nextPageSql, toWrite: (row) => rowToWrite(plan, row) };
+  const n = plan.keyColumns.length;
+  const keyCols = plan.keyColumns.map((c) => `t.${quoteIdent(c.name)}`);
+  const hash = framedHashSql(plan.columns, utf8Server);
+  const head = `SELECT ${keyCols.map((c) => `${c}::text`).join(', ')}, ${hash.count}, ${hash.framed} FROM ${plan.source} ${hash.lateral}`;
+  const order = `ORDER BY ${keyCols.join(', ')}`;
+  const after = `ROW(${keyCols.join(', ')}) > ROW(${plan.keyColumns.map((c, i) => `$${i + 1}::${c.type}`).join(', ')})`;
+  return {
+    first: `${head} ${order} LIMIT $1`,
+    next: `${head} WHERE ${after} ${order} LIMIT $${n + 1}`,
+    toWrite: (row) => framedHashWrite(plan.layout.build(row.slice(0, n) as string[]), Number(row[n]), row[n + 1]!, utf8Server, plan.display),
+  };
+}
+
+async function isUtf8Server(client: pg.ClientBase): Promise<boolean> {
+  const result = await client.query<{ encoding: string }>(`SELECT pg_catalog.current_setting('server_encoding') AS encoding`);
+  return result.rows[0]?.encoding === 'UTF8';
 }
 
 async function estimateRows(client: pg.ClientBase, plan: TablePlan): Promise<number> {

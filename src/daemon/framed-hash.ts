@@ -1,0 +1,53 @@
+import { quoteIdent, quoteLiteral } from '../sql/quote.js';
+import type { KeyWrite } from '../redis/replace.js';
+
+/**
+ * SQL that returns a row's hash already framed as Redis protocol arguments (field, value,
+ * field, value...), so the daemon and copies handle one text per row instead of one per
+ * column: their CPU, not PostgreSQL's or Redis', was the limit. Given a table aliased `t`:
+ * - lateral: `CROSS JOIN LATERAL (...) v`, each column printed once as PostgreSQL prints it;
+ * - count: how many fields the row has (its non-NULL columns);
+ * - framed: the fields, each `$<bytes>\r\n<name>\r\n$<bytes>\r\n<value>\r\n`.
+ * Byte counts are of the UTF-8 text the connection receives (client_encoding UTF8): in a
+ * database of another encoding they are taken after converting to UTF-8.
+ */
+export interface FramedHashSql {
+  lateral: string;
+  count: string;
+  framed: string;
+}
+
+/** A function takes at most 100 arguments (FUNC_MAX_ARGS); 1,600 columns need two levels. */
+const MAX_ARGS = 100;
+
+export function chunks<T>(items: readonly T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += MAX_ARGS) out.push(items.slice(i, i + MAX_ARGS));
+  return out;
+}
+
+export function framedHashSql(columns: readonly string[], utf8Server: boolean): FramedHashSql {
+  // IS DISTINCT FROM NULL, because a composite value with a NULL field IS NULL (and is not NULL).
+  // concat() prints each value with its type's output function, as the wire's text format does
+  // (a ::text cast would not for every type: booleans, char(n), inet).
+  const values = columns.map((c, i) => `CASE WHEN t.${quoteIdent(c)} IS DISTINCT FROM NULL THEN pg_catalog.concat(t.${quoteIdent(c)}) END AS v${i}`);
+  const bytes = (v: string): string => (utf8Server ? `pg_catalog.octet_length(${v})` : `pg_catalog.octet_length(pg_catalog.convert_to(${v}, 'UTF8'))`);
+  const frames = columns.map((c, i) => `${quoteLiteral(`$${Buffer.byteLength(c)}\r\n${c}\r\n$`)} || ${bytes(`v.v${i}`)} || E'\\r\\n' || v.v${i} || E'\\r\\n'`);
+  const count = chunks(columns.map((_, i) => `v.v${i}`)).map((c) => `pg_catalog.num_nonnulls(${c.join(', ')})`);
+  const framed = chunks(chunks(frames).map((c) => `pg_catalog.concat(${c.join(', ')})`)).map((c) => `pg_catalog.concat(${c.join(', ')})`);
+  return { lateral: `CROSS JOIN LATERAL (SELECT ${values.join(', ')}) v`, count: count.join(' + '), framed: framed.join(' || ') };
+}
+
+/**
+ * The write for a framed hash row: a row without fields has no key (Redis holds no empty
+ * hash). In a SQL_ASCII database the text may not be UTF-8; decoding replaced such bytes and
+ * the byte counts would no longer match what is sent: refuse rather than send Redis a
+ * malformed command.
+ */
+export function framedHashWrite(key: string, fields: number, framed: string, utf8Server: boolean, display: string): KeyWrite {
+  if (fields === 0) return { key, delete: true };
+  if (!utf8Server && framed.includes('\uFFFD')) {
+    throw new Error(`a row of ${display} (key ${key}) holds text that is not valid UTF-8; it cannot be mirrored`);
+  }
+  return { key, fields, encoded: framed };
+}
