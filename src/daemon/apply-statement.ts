@@ -46,7 +46,7 @@ export const MAX_KEYS_PER_JOURNAL_ROW = 1000;
  * Journal rows of one daemon group: the default group takes every row but those of tables in
  * named groups (so rows of uninstalled tables are still claimed and dropped).
  */
-function groupFilter(toolSchema: string, group: string): string {
+export function groupFilter(toolSchema: string, group: string): string {
   const registry = `${quoteIdent(toolSchema)}.tables`;
   return group === DEFAULT_GROUP
     ? `rel NOT IN (SELECT g.rel::oid FROM ${registry} g WHERE g.spec ? 'group')`

@@ -9,7 +9,8 @@ import { silentLogger, type Logger } from '../log.js';
 import { sql } from 'kysely';
 import { connectRedis } from '../redis/connect.js';
 import { writeBatch, type BatchResult } from './apply-batch.js';
-import { buildApplyStatement, claimAndRead, MAX_KEYS_PER_JOURNAL_ROW, type ApplyStatement } from './apply-statement.js';
+import { buildApplyStatement, claimAndRead, groupFilter, MAX_KEYS_PER_JOURNAL_ROW, type ApplyStatement } from './apply-statement.js';
+import { quoteIdent } from '../sql/quote.js';
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
 import { listenForWakeups, type WakeupListener } from './wakeups.js';
@@ -476,21 +477,36 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private async goIdle(): Promise<void> {
     let delay = 1;
     while (!this.stopping) {
+      let fullScan = false;
       if (await this.setIdle(true)) {
-        if ((await this.drain({ fullScan: true })) === 0) {
+        // One light query instead of a claim: the common answer is "nothing", and while it runs
+        // we hold the wake lock, so a new change waits for it.
+        if (await this.journalEmpty()) {
           this.emit('idle');
           return;
         }
         await this.setIdle(false);
+        // What is there may lie below where claims start (see apply-statement).
+        fullScan = true;
       } else {
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
       // Busy polling bounds the latency of changes that skipped NOTIFY. A trickle (a few keys
       // per drain) gains nothing from waiting for a bigger batch, so the next poll comes sooner;
       // only a drain that found many keys waits the full BUSY_POLL_MS. Back off while quiet.
-      const claimed = await this.drain();
+      const claimed = await this.drain({ fullScan });
       delay = claimed > 0 ? Math.min(BUSY_POLL_MS, Math.max(1, Math.round(claimed / BUSY_KEYS_PER_MS))) : Math.min(delay * 2, BUSY_POLL_MS);
     }
+  }
+
+  /** Whether this group has no committed journal row left (at all, wherever claims start). */
+  private async journalEmpty(): Promise<boolean> {
+    const worker = await this.workerClient();
+    const result = await worker.query<[string]>({
+      text: `SELECT NOT EXISTS (SELECT FROM ${quoteIdent(this.options.schema)}.journal WHERE ${groupFilter(this.options.schema, this.scope.group)})`,
+      rowMode: 'array',
+    });
+    return result.rows[0]?.[0] === 't';
   }
 
   /** Takes (true) or gives back (false) the session-level wake lock on the worker connection. */
