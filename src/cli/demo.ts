@@ -10,6 +10,7 @@ import { waitForEmptyJournal } from '../daemon/backlog.js';
 import { install, uninstall } from '../install/install.js';
 import { connectRedis } from '../redis/connect.js';
 import { deleteMatching, scanKeys } from '../redis/scan.js';
+import { stateKey } from '../redis/state.js';
 import { escapeGlob } from '../redis/keys.js';
 import { createLogger } from '../log.js';
 import { quoteIdent } from '../sql/quote.js';
@@ -83,7 +84,7 @@ export async function runDemo(base: Config, out: (line: string) => void): Promis
   ] };
   const pool = createPool(databaseUrl, { max: 2 });
   try {
-    out(`scratch database ${database}, RedisClient prefix ${prefix}`);
+    out(`scratch database ${database}, Redis prefix ${prefix}`);
     await admin.query(`CREATE DATABASE ${quoteIdent(database)}`);
     await pool.query(SETUP);
     out('created tables public.products (hash values) and public.order_lines (composite key, json values)');
@@ -103,6 +104,11 @@ export async function runDemo(base: Config, out: (line: string) => void): Promis
     }
   } finally {
     await daemon?.stop();
+    // The daemon's state hash in Redis is named after the install, not the prefix.
+    const installId = await pool
+      .query<{ value: string }>(`SELECT value FROM ${quoteIdent(config.schema)}.meta WHERE key = 'install_id'`)
+      .then((r) => r.rows[0]?.value ?? null, () => null);
+    if (installId !== null) await redis.del(stateKey(installId));
     await uninstall(config, pool).catch(() => undefined);
     await pool.end();
     const deleted = await deleteMatching(redis, `${escapeGlob(prefix)}*`);

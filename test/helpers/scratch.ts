@@ -7,6 +7,7 @@ import { resolveConfig, type Config, type TableConfig } from '../../src/config/l
 import { connectRedis } from '../../src/redis/connect.js';
 import { deleteMatching } from '../../src/redis/scan.js';
 import { escapeGlob } from '../../src/redis/keys.js';
+import { STATE_KEY_PREFIX } from '../../src/redis/state.js';
 import { quoteIdent, quoteLiteral } from '../../src/sql/quote.js';
 import { MirrorDaemon } from '../../src/daemon/daemon.js';
 import { waitForEmptyJournal } from '../../src/daemon/backlog.js';
@@ -61,6 +62,15 @@ export async function createScratch(label: string, options: { encoding?: 'LATIN1
       return { ...config, ...extra };
     },
     async cleanup() {
+      // The daemons' state hashes are named after each install, not after the prefix.
+      const installs = await pool
+        .query<{ schema: string }>(`SELECT n.nspname AS schema FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'meta'`)
+        .catch(() => ({ rows: [] as { schema: string }[] }));
+      for (const { schema } of installs.rows) {
+        const id = await pool.query<{ value: string }>(`SELECT value FROM ${quoteIdent(schema)}.meta WHERE key = 'install_id'`).catch(() => ({ rows: [] as { value: string }[] }));
+        const installId = id.rows[0]?.value;
+        if (installId !== undefined) await deleteMatching(redis, `${escapeGlob(STATE_KEY_PREFIX)}*${escapeGlob(installId)}*`);
+      }
       await pool.end();
       await deleteMatching(redis, `${escapeGlob(prefix)}*`);
       redis.disconnect();
