@@ -361,7 +361,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
           }, STANDBY_RETRY_MS);
           return;
         }
-        await this.setIdle(false);
+        // drain() gives the wake lock back in its first round trip.
         await this.drain();
         await this.goIdle();
         if (this.failures > 0) this.logger.info({ after: this.failures }, 'recovered; journal drained');
@@ -419,7 +419,11 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         if (this.stopping) break;
         if (this.registryStale) await this.reloadRegistry();
         if (!open) {
-          await client.query(this.beginText);
+          // Waking from idle: give the wake lock back in the same round trip as BEGIN, off the
+          // path of the change that woke us.
+          const [a, b] = this.wakeLock;
+          await client.query(this.idle ? `SELECT pg_catalog.pg_advisory_unlock(${a}, ${b}); ${this.beginText}` : this.beginText);
+          this.idle = false;
           open = true;
           opened = performance.now();
         }
@@ -485,8 +489,8 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
           this.emit('idle');
           return;
         }
-        await this.setIdle(false);
-        // What is there may lie below where claims start (see apply-statement).
+        // drain() gives the wake lock back in its first round trip. What is there may lie below
+        // where claims start (see apply-statement).
         fullScan = true;
       } else {
         await new Promise((resolve) => setTimeout(resolve, delay));
