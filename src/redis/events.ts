@@ -1,5 +1,5 @@
 import { slotOf, type RedisClient } from './cluster.js';
-import type { ChangeEvents, Fence } from './replace.js';
+import { FENCE_LUA, type ChangeEvents, type Fence } from './replace.js';
 
 /**
  * One event that is not about one key: a TRUNCATE (its `key` is the table's SCAN pattern).
@@ -8,13 +8,7 @@ import type { ChangeEvents, Fence } from './replace.js';
  * ARGV[2] is not ''), ARGV: token, MAXLEN, channel, table, op, key.
  */
 const EVENT_LUA = `
-if ARGV[1] ~= '' then
-  local leader = redis.call('HGET', KEYS[1], 'leader')
-  if leader and tonumber(leader) > tonumber(ARGV[1]) then
-    return redis.error_reply('FENCED a newer pg-redis-mirror daemon leads')
-  end
-end
-if ARGV[2] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', ARGV[5], 'key', ARGV[6]) end
+${FENCE_LUA}if ARGV[2] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', ARGV[5], 'key', ARGV[6]) end
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], cjson.encode({table = ARGV[4], op = ARGV[5], key = ARGV[6]})) end
 return 1
 `;

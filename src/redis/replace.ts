@@ -14,6 +14,19 @@ export type KeyWrite =
   | { key: string; delete: true };
 
 /**
+ * The fence every daemon script starts with: KEYS[1] is the state hash (or a slot's fence key),
+ * ARGV[1] the writer's leader token ('' for writers that are not the daemon).
+ */
+export const FENCE_LUA = `
+if ARGV[1] ~= '' then
+  local leader = redis.call('HGET', KEYS[1], 'leader')
+  if leader and tonumber(leader) > tonumber(ARGV[1]) then
+    return redis.error_reply('FENCED a newer pg-redis-mirror daemon leads')
+  end
+end
+`;
+
+/**
  * Replaces each key atomically, inside one Lua script, so no reader sees half a row.
  * A hash is overwritten in place with HSET, which is cheaper than DEL and a fresh HSET (the
  * common case: the same fields, new values). A field HSET did not write (a column now NULL, or
@@ -31,13 +44,7 @@ export type KeyWrite =
  * Then per key, KEYS[2..] with ARGV: 'h', field count, pairs... | 's', value | 'd'.
  */
 const REPLACE_LUA = `
-if ARGV[1] ~= '' then
-  local leader = redis.call('HGET', KEYS[1], 'leader')
-  if leader and tonumber(leader) > tonumber(ARGV[1]) then
-    return redis.error_reply('FENCED a newer pg-redis-mirror daemon leads')
-  end
-end
-local ttl, maxlen, channel = ARGV[2], ARGV[3], ARGV[4]
+${FENCE_LUA}local ttl, maxlen, channel = ARGV[2], ARGV[3], ARGV[4]
 local rows = #KEYS
 local stream = nil
 if maxlen ~= '' then
