@@ -15,6 +15,7 @@ import { isClean, verifyMirror } from '../src/verify/verify.js';
 import { runCli } from './helpers/cli.js';
 import { TestRedisCluster } from './helpers/redis-cluster.js';
 import { createScratch, settle, sleep, startDaemon, waitUntil, type Scratch } from './helpers/scratch.js';
+import { rng } from './helpers/random.js';
 
 let scratch: Scratch;
 let redisCluster: TestRedisCluster;
@@ -44,17 +45,6 @@ async function expectClean(): Promise<void> {
   if (!isClean(reports)) throw new Error(`mirror drift: ${JSON.stringify(reports, null, 1)}`);
 }
 
-/** A seeded generator (mulberry32), as in randomized.test.ts. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const IDS = 2000;
 

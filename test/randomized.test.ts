@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { MirrorDaemon } from '../src/daemon/daemon.js';
 import { install } from '../src/install/install.js';
 import { createScratch, expectMirrorClean, settle, sleep, startDaemon, type Scratch } from './helpers/scratch.js';
+import { rng } from './helpers/random.js';
 
 let scratch: Scratch;
 
@@ -13,17 +14,6 @@ afterAll(async () => {
   await scratch.cleanup();
 });
 
-/** mulberry32: a seeded generator, so a failing run can be replayed with its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const IDS = 3000;
 
