@@ -24,9 +24,9 @@ describe('the claim-and-read statement', () => {
   let generation = 0;
 
   /** Claims one batch with a statement built from the registry as it is now, then rolls back. */
-  async function claim(maxKeys = 1000, fromId = 0n): Promise<AppliedBatch> {
+  async function claim(maxKeys = 1000, fromId = 0n, framedCalls = false): Promise<AppliedBatch> {
     const registry = await loadRegistry(createDb(scratch.pool), 'redis_mirror');
-    const statement = buildApplyStatement('redis_mirror', [...registry.plans.values()], maxKeys, ++generation, true);
+    const statement = buildApplyStatement({ toolSchema: 'redis_mirror', plans: [...registry.plans.values()], maxKeys, generation: ++generation, utf8Server: true, framedCalls });
     const client = await scratch.pool.connect();
     try {
       await client.query('BEGIN');
@@ -70,6 +70,45 @@ describe('the claim-and-read statement', () => {
     await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
   });
 
+  it('frames whole script calls exactly as the per-key rows would be written (standalone Redis)', async () => {
+    // Keys that need escaping, a key template, NULLs, a deleted row, a row with no mirrored value.
+    await scratch.pool.query(`INSERT INTO one VALUES (1, true, 'ab', '10.0.0.1', 'x:\\y'), (2, NULL, NULL, NULL, NULL), (3, false, NULL, NULL, 'é €')`);
+    await scratch.pool.query(`INSERT INTO two VALUES ('k:1\\', 7, 'v'), ('ü', -1, NULL), ('gone', 0, NULL)`);
+    await scratch.pool.query(`DELETE FROM one WHERE id = 3; DELETE FROM two WHERE a = 'gone'`);
+    await scratch.pool.query(`INSERT INTO one (id) SELECT g FROM generate_series(1000, 2199) g`);
+    // Each claim is rolled back: both read the same journal.
+    const perKey = await claim(5000);
+    const framed = await claim(5000, 0n, true);
+    expect(framed.steps.flatMap((s) => s.writes)).toEqual([]);
+    expect(framed.result).toEqual(perKey.result);
+    const calls = framed.steps.flatMap((s) => s.calls);
+    // 1,203 keys of `one` (at most 500 a call) and 3 of `two`.
+    expect(calls.map((c) => c.keys).sort((a, b) => a - b)).toEqual([3, 203, 500, 500]);
+    const decoded = new Map<string, string[]>();
+    for (const call of calls) {
+      const keys = bulkStrings(call.keyText);
+      const args = bulkStrings(call.argText);
+      expect(keys).toHaveLength(call.keys);
+      expect(args).toHaveLength(call.args);
+      for (const key of keys) {
+        const n = args[0] === 'h' ? 2 + 2 * Number(args[1]) : args[0] === 's' ? 2 : 1;
+        decoded.set(key, args.splice(0, n));
+      }
+      expect(args).toEqual([]);
+    }
+    const expected = new Map(
+      perKey.steps.flatMap((s) => s.writes).map((w): [string, string[]] => {
+        if ('encoded' in w) return [w.key, ['h', String(w.fields), ...bulkStrings(w.encoded)]];
+        if ('json' in w) return [w.key, ['s', w.json]];
+        return [w.key, ['d']];
+      }),
+    );
+    expect(decoded).toEqual(expected);
+    expect(decoded.get(`${scratch.prefix}public.two:k\\:1\\\\:7`)?.[0]).toBe('s');
+    expect(decoded.get(`${scratch.prefix}public.one:3`)).toEqual(['d']);
+    await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
+  });
+
   it('claims whole journal rows up to the key budget, always at least one', async () => {
     await scratch.pool.query(`INSERT INTO one (id) SELECT g FROM generate_series(100, 104) g`);
     await scratch.pool.query(`INSERT INTO one (id) VALUES (105)`);
@@ -92,7 +131,7 @@ describe('the claim-and-read statement', () => {
     const registry = await loadRegistry(createDb(scratch.pool), 'redis_mirror');
     await install(scratch.config(['public.one', { table: 'public.two', format: 'json' }, 'public.later']), scratch.pool);
     await scratch.pool.query(`INSERT INTO later VALUES (1)`);
-    const stale = buildApplyStatement('redis_mirror', [...registry.plans.values()], 100, ++generation, true);
+    const stale = buildApplyStatement({ toolSchema: 'redis_mirror', plans: [...registry.plans.values()], maxKeys: 100, generation: ++generation, utf8Server: true });
     const client = await scratch.pool.connect();
     try {
       await client.query('BEGIN');
@@ -109,3 +148,19 @@ describe('the claim-and-read statement', () => {
     expect(fresh.steps.flatMap((s) => s.writes).map((w) => w.key)).toEqual([`${scratch.prefix}public.later:1`]);
   });
 });
+
+/** The RESP bulk strings (`$<bytes>\r\n<text>\r\n`...) that `text` is made of. */
+function bulkStrings(text: string): string[] {
+  const bytes = Buffer.from(text);
+  const out: string[] = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const head = bytes.indexOf('\r\n', at);
+    expect(String.fromCharCode(bytes[at]!)).toBe('$');
+    const length = Number(bytes.subarray(at + 1, head).toString());
+    out.push(bytes.subarray(head + 2, head + 2 + length).toString());
+    expect(bytes.subarray(head + 2 + length, head + 4 + length).toString()).toBe('\r\n');
+    at = head + 4 + length;
+  }
+  return out;
+}

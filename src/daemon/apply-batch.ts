@@ -4,7 +4,7 @@ import { scanKeys } from '../redis/scan.js';
 import { isStateKey } from '../redis/state.js';
 import { isChangeStreamKey } from '../redis/keys.js';
 import { announceTruncate } from '../redis/events.js';
-import { writeKeys, type Fence, type KeyWrite } from '../redis/replace.js';
+import { writeFramedCalls, writeKeys, type Fence, type FramedCall, type KeyWrite } from '../redis/replace.js';
 import { rowToWrite, type TablePlan } from './table-plan.js';
 
 export interface BatchResult {
@@ -37,6 +37,8 @@ export interface ReadBatch {
 export interface BatchStep {
   truncatePattern: string | undefined;
   writes: KeyWrite[];
+  /** Or the same as script calls framed by PostgreSQL (standalone Redis). */
+  calls: FramedCall[];
   /** The table's options that apply to its writes (TTL, change events). */
   plan: Pick<TablePlan, 'prefix' | 'ttl' | 'events'>;
 }
@@ -56,6 +58,7 @@ export async function writeBatch(redis: RedisClient, batch: ReadBatch, fence: Fe
       }
       if (events !== null) await announceTruncate(redis, events, step.truncatePattern, fence);
     }
-    await writeKeys(redis, step.writes, fence, { ...(ttl === null ? {} : { ttl }), events });
+    const options = { ...(ttl === null ? {} : { ttl }), events };
+    await Promise.all([writeKeys(redis, step.writes, fence, options), writeFramedCalls(redis, step.calls, fence, options)]);
   }
 }

@@ -5,6 +5,7 @@ import type { KeyWrite } from '../redis/replace.js';
 import type { BatchResult, BatchStep, ReadBatch } from './apply-batch.js';
 import { jsonExpression, type TablePlan } from './table-plan.js';
 import { framedHashSql, framedHashWrite } from './framed-hash.js';
+import { callsSql, keyArgsSql } from './framed-call.js';
 
 /**
  * The daemon's whole PostgreSQL side of a batch in one statement: claim the oldest journal
@@ -20,6 +21,9 @@ import { framedHashSql, framedHashWrite } from './framed-hash.js';
  * - 'u': `rel` is not in this statement's tables (installed since it was built).
  * - 'r': one key of `rel`: k1..kW its key texts, found, n = fields, value = the framed fields
  *   (hash format) or the JSON document.
+ * - 'a': instead of 'r' rows with framedCalls: one script call's worth of keys of `rel` (see
+ *   framed-call.ts): k1 = the framed keys, n = how many, value = the framed arguments,
+ *   last = how many arguments.
  *
  * $1 is the lowest journal id to look at. Deleted journal rows stay in the id index until
  * vacuum, and every claim from the start of the index walks past them: under steady load that
@@ -33,6 +37,8 @@ export interface ApplyStatement {
   /** Widest key among the tables (columns k1..kW). */
   keyWidth: number;
   utf8Server: boolean;
+  /** 'a' rows instead of 'r' rows. */
+  framedCalls: boolean;
 }
 
 /**
@@ -53,14 +59,25 @@ export function groupFilter(toolSchema: string, group: string): string {
     : `rel IN (SELECT g.rel::oid FROM ${registry} g WHERE g.spec->>'group' = ${quoteLiteral(group)})`;
 }
 
-export function buildApplyStatement(
-  toolSchema: string,
-  plans: readonly TablePlan[],
-  maxKeys: number,
-  generation: number,
-  utf8Server: boolean,
-  group: string = DEFAULT_GROUP,
-): ApplyStatement {
+export interface ApplyStatementOptions {
+  toolSchema: string;
+  plans: readonly TablePlan[];
+  /** Most keys per batch. */
+  maxKeys: number;
+  /** Names the prepared statement: one per registry generation. */
+  generation: number;
+  utf8Server: boolean;
+  group?: string;
+  /**
+   * Return each table's keys as whole script calls ('a' rows, see framed-call.ts) rather than
+   * one 'r' row per key: for a standalone Redis.
+   */
+  framedCalls?: boolean;
+}
+
+export function buildApplyStatement(options: ApplyStatementOptions): ApplyStatement {
+  const { toolSchema, plans, maxKeys, generation, utf8Server } = options;
+  const group = options.group ?? DEFAULT_GROUP;
   if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) throw new Error(`batch size must be a positive integer, not ${maxKeys}`);
   const journal = `${quoteIdent(toolSchema)}.journal`;
   const keyWidth = Math.max(1, ...plans.map((p) => p.keyColumns.length));
@@ -78,7 +95,7 @@ export function buildApplyStatement(
       `coalesce(sum(coalesce(array_length(c.keys, 1), 1)), 0)::int, min(c.created_at)::text, max(c.id)::text FROM c`,
     `SELECT 't', t.rel, ${nullKeys.join(', ')}, NULL::bool, NULL::int, NULL::text, NULL::text FROM t`,
     `SELECT 'u', u.rel, ${nullKeys.join(', ')}, NULL::bool, NULL::int, NULL::text, NULL::text FROM (SELECT DISTINCT c.rel FROM c${oids.length > 0 ? ` WHERE c.rel NOT IN (${oids.join(', ')})` : ''}) u`,
-    ...plans.map((plan) => tableBranch(plan, keyWidth, utf8Server)),
+    ...plans.map((plan) => (options.framedCalls === true ? callsBranch(plan, keyWidth, utf8Server) : tableBranch(plan, keyWidth, utf8Server))),
   ];
   const text = `WITH c AS (
   DELETE FROM ${journal}
@@ -97,7 +114,7 @@ k AS (
   WHERE c.op = 'k' AND NOT EXISTS (SELECT FROM t WHERE t.rel = c.rel AND t.id > c.id)
 )
 ${parts.join('\nUNION ALL\n')}`;
-  return { name: `prm_apply_${generation}`, text, keyWidth, utf8Server };
+  return { name: `prm_apply_${generation}`, text, keyWidth, utf8Server, framedCalls: options.framedCalls === true };
 }
 
 /** The 'r' rows of one table: its keys in this batch, each with its row as it is now. */
@@ -112,6 +129,16 @@ function tableBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): st
   }
   const hash = framedHashSql(plan.columns, utf8Server);
   return `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, ${hash.count}, ${hash.framed}, NULL::text ${from} ${hash.lateral}`;
+}
+
+/** The 'a' rows of one table: its keys in this batch, as script calls (k1 = key text, n = keys, value = argument text, last = arguments). */
+function callsBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): string {
+  const keys = plan.keyColumns.map((c, i) => `k.k${i + 1}::${c.type}::text`);
+  const join = plan.keyColumns.map((c, i) => `t.${quoteIdent(c.name)} = k.k${i + 1}::${c.type}`).join(' AND ');
+  const perKey = keyArgsSql(plan, keys, utf8Server);
+  const keyRows = `SELECT ${perKey.select} FROM (SELECT * FROM k WHERE k.rel = ${plan.oid}) k LEFT JOIN ${plan.source} ON ${join} ${perKey.lateral}`;
+  const unused = Array.from({ length: keyWidth - 1 }, () => 'NULL::text');
+  return `SELECT 'a', ${plan.oid}::oid, c.key_text, ${unused.map((u) => `${u}, `).join('')}NULL::bool, c.keys, c.arg_text, c.args::text FROM (${callsSql(keyRows)}) c`;
 }
 
 export interface AppliedBatch extends ReadBatch {
@@ -135,7 +162,7 @@ export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatem
   const stepOf = (plan: TablePlan) => {
     let step = steps.get(plan.oid);
     if (step === undefined) {
-      step = { truncatePattern: undefined, writes: [], plan };
+      step = { truncatePattern: undefined, writes: [], calls: [], plan };
       steps.set(plan.oid, step);
     }
     return step;
@@ -147,6 +174,17 @@ export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatem
       stepOf(plan).writes.push(rowWrite(plan, row, statement));
       result.keys += 1;
       result.tables[plan.display] = (result.tables[plan.display] ?? 0) + 1;
+    } else if (kind === 'a') {
+      const plan = plans.get(Number(row[1]))!;
+      const keys = Number(row[3 + width]);
+      const argText = row[4 + width]!;
+      // In a SQL_ASCII database the text need not be UTF-8, and decoding replaced such bytes.
+      if (!statement.utf8Server && argText.includes('\uFFFD')) {
+        throw new Error(`a row of ${plan.display} holds text that is not valid UTF-8; it cannot be mirrored`);
+      }
+      stepOf(plan).calls.push({ keys, keyText: row[2]!, args: Number(row[5 + width]), argText });
+      result.keys += keys;
+      result.tables[plan.display] = (result.tables[plan.display] ?? 0) + keys;
     } else if (kind === 't') {
       const plan = plans.get(Number(row[1]));
       if (plan === undefined) continue;

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import type { RedisClient } from '../redis/cluster.js';
+import { isCluster, type RedisClient } from '../redis/cluster.js';
 import { checkPool, createPool } from '../db/connect.js';
 import { describePgError } from '../db/errors.js';
 import { createDb, type Db } from '../db/kysely.js';
@@ -321,14 +321,15 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.ignoredRels.clear();
     const encoding = await sql<{ encoding: string }>`SELECT pg_catalog.current_setting('server_encoding') AS encoding`.execute(this.db);
     this.utf8Server = encoding.rows[0]?.encoding === 'UTF8';
-    this.statement = buildApplyStatement(
-      this.options.schema,
-      [...this.plans.values()],
-      this.options.batchSize,
-      ++this.generation,
-      this.utf8Server,
-      this.scope.group,
-    );
+    this.statement = buildApplyStatement({
+      toolSchema: this.options.schema,
+      plans: [...this.plans.values()],
+      maxKeys: this.options.batchSize,
+      generation: ++this.generation,
+      utf8Server: this.utf8Server,
+      group: this.scope.group,
+      framedCalls: !isCluster(this.redis),
+    });
   }
 
   /** A server is back: retry now rather than when the backoff would have. */

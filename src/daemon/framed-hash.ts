@@ -31,11 +31,19 @@ export function framedHashSql(columns: readonly string[], utf8Server: boolean): 
   // concat() prints each value with its type's output function, as the wire's text format does
   // (a ::text cast would not for every type: booleans, char(n), inet).
   const values = columns.map((c, i) => `CASE WHEN t.${quoteIdent(c)} IS DISTINCT FROM NULL THEN pg_catalog.concat(t.${quoteIdent(c)}) END AS v${i}`);
-  const bytes = (v: string): string => (utf8Server ? `pg_catalog.octet_length(${v})` : `pg_catalog.octet_length(pg_catalog.convert_to(${v}, 'UTF8'))`);
-  const frames = columns.map((c, i) => `${quoteLiteral(`$${Buffer.byteLength(c)}\r\n${c}\r\n$`)} || ${bytes(`v.v${i}`)} || E'\\r\\n' || v.v${i} || E'\\r\\n'`);
+  const frames = columns.map((c, i) => `${quoteLiteral(`$${Buffer.byteLength(c)}\r\n${c}\r\n`)} || ${bulkStringSql(`v.v${i}`, utf8Server)}`);
   const count = chunks(columns.map((_, i) => `v.v${i}`)).map((c) => `pg_catalog.num_nonnulls(${c.join(', ')})`);
   const framed = chunks(chunks(frames).map((c) => `pg_catalog.concat(${c.join(', ')})`)).map((c) => `pg_catalog.concat(${c.join(', ')})`);
   return { lateral: `CROSS JOIN LATERAL (SELECT ${values.join(', ')}) v`, count: count.join(' + '), framed: framed.join(' || ') };
+}
+
+/**
+ * SQL for the RESP bulk string of a (non-NULL) text expression, as bulkString() frames it: its
+ * length in bytes of the UTF-8 the connection receives (see framedHashSql).
+ */
+export function bulkStringSql(value: string, utf8Server: boolean): string {
+  const bytes = utf8Server ? `pg_catalog.octet_length(${value})` : `pg_catalog.octet_length(pg_catalog.convert_to(${value}, 'UTF8'))`;
+  return `'$' || ${bytes} || E'\\r\\n' || ${value} || E'\\r\\n'`;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { UserError } from '../errors.js';
+import { quoteLiteral } from '../sql/quote.js';
 
 /**
  * Redis key layout of one table: `<prefix><schema>.<table>:<k1>[:<k2>...]` by default, or
@@ -9,6 +10,11 @@ import { UserError } from '../errors.js';
 export interface KeyLayout {
   /** Key for the key column values, in key column order. */
   build(values: readonly string[]): string;
+  /**
+   * A SQL text expression that builds the same key as build() from SQL text expressions of the
+   * key column values (PostgreSQL frames whole script calls, see apply-statement).
+   */
+  sql(values: readonly string[]): string;
   /** SCAN MATCH pattern that covers every key of the table. */
   readonly pattern: string;
   /** Key column values of a key under this layout, or null when it is not one of its keys. */
@@ -25,6 +31,11 @@ export interface KeyLayoutSpec {
 
 export function escapeKeyValue(value: string): string {
   return value.replace(/[\\:]/g, (c) => `\\${c}`);
+}
+
+/** escapeKeyValue in SQL, for a SQL text expression. */
+function escapeKeyValueSql(value: string): string {
+  return `pg_catalog.replace(pg_catalog.replace(${value}, '\\', '\\\\'), ':', '\\:')`;
 }
 
 export function escapeKeyName(name: string): string {
@@ -68,6 +79,7 @@ export function keyLayout(spec: KeyLayoutSpec): KeyLayout {
     const head = tableKeyPrefix(spec.prefix, spec.schema, spec.name);
     return {
       build: (values) => head + values.map(escapeKeyValue).join(':'),
+      sql: (values) => [quoteLiteral(head), ...values.map(escapeKeyValueSql).flatMap((v, i) => (i === 0 ? [v] : [`':'`, v]))].join(' || '),
       pattern: `${escapeGlob(head)}*`,
       parse(key) {
         if (!key.startsWith(head)) return null;
@@ -84,6 +96,8 @@ export function keyLayout(spec: KeyLayoutSpec): KeyLayout {
       for (const s of segments) key += 'literal' in s ? s.literal : escapeKeyValue(values[s.column] ?? '');
       return key;
     },
+    sql: (values) =>
+      [quoteLiteral(prefix), ...segments.map((s) => ('literal' in s ? quoteLiteral(s.literal) : escapeKeyValueSql(values[s.column] ?? "''")))].join(' || '),
     pattern: escapeGlob(prefix) + segments.map((s) => ('literal' in s ? escapeGlob(s.literal) : '*')).join(''),
     parse(key) {
       if (!key.startsWith(prefix)) return null;

@@ -102,9 +102,9 @@ const STRING = bulkString('s');
 const DELETE = bulkString('d');
 
 /** Keys and bytes per script call: big enough to amortise the call, small enough not to stall Redis. */
-const MAX_KEYS_PER_CALL = 500;
-const MAX_BYTES_PER_CALL = 4 * 1024 * 1024;
-const MAX_ARGS_PER_CALL = 50_000;
+export const MAX_KEYS_PER_CALL = 500;
+export const MAX_BYTES_PER_CALL = 4 * 1024 * 1024;
+export const MAX_ARGS_PER_CALL = 50_000;
 
 /** One script call's RESP text: KEYS and ARGV built side by side. */
 interface Call {
@@ -240,6 +240,39 @@ export async function writeKeys(redis: RedisClient, writes: readonly KeyWrite[],
     }
   }
   calls.push(...open.values());
+  await sendCalls(redis, calls, fence, optionArgs);
+}
+
+/**
+ * A script call whose RESP text PostgreSQL built (see daemon/framed-call.ts): `keys` keys,
+ * framed in keyText, and `args` arguments for them ('h', count, pairs... | 's', value | 'd'),
+ * framed in argText. For a standalone server only (no hash slots).
+ */
+export interface FramedCall {
+  keys: number;
+  keyText: string;
+  args: number;
+  argText: string;
+}
+
+/** Sends framed calls as writeKeys sends its own; their keys must be distinct. */
+export async function writeFramedCalls(redis: RedisClient, framed: readonly FramedCall[], fence: Fence = NO_FENCE, options: WriteOptions = {}): Promise<void> {
+  if (framed.length === 0) return;
+  if (isCluster(redis)) throw new Error('writeFramedCalls: framed calls carry no hash slots; a Redis Cluster needs writeKeys');
+  const calls = framed.map((f): Call => ({ slot: null, keys: f.keys, args: f.args, bytes: 0, keyText: f.keyText, firstKeyLength: firstBulkStringLength(f.keyText), argText: f.argText }));
+  await sendCalls(redis, calls, fence, optionText(options));
+}
+
+/** Length, in UTF-16 units of `text`, of the RESP bulk string it starts with. */
+function firstBulkStringLength(text: string): number {
+  const head = text.indexOf('\r\n');
+  const bytes = Number(text.slice(1, head));
+  // The N bytes are at most N characters: take those and keep the characters of N bytes.
+  const value = Buffer.from(text.slice(head + 2, head + 2 + bytes)).subarray(0, bytes).toString();
+  return head + 2 + value.length + 2;
+}
+
+async function sendCalls(redis: RedisClient, calls: readonly Call[], fence: Fence, optionArgs: { args: string; streamKey: string }): Promise<void> {
   const outcomes = await Promise.allSettled(calls.map((c) => send(redis, c, fence, optionArgs)));
   const failed = outcomes.flatMap((outcome, i) => (outcome.status === 'rejected' ? [{ call: calls[i]!, error: outcome.reason as unknown }] : []));
   if (failed.length === 0) return;
