@@ -1,7 +1,9 @@
 import type pg from 'pg';
 import type { RedisClient } from '../redis/cluster.js';
 import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
-import { writeKeys, type KeyWrite, type WriteOptions } from '../redis/replace.js';
+import { writeFramedCalls, writeKeys, type FramedCall, type KeyWrite, type WriteOptions } from '../redis/replace.js';
+import { isCluster } from '../redis/cluster.js';
+import { callsSql, keyArgsSql } from '../daemon/framed-call.js';
 import { framedHashSql, framedHashWrite } from '../daemon/framed-hash.js';
 import { quoteIdent, quoteQualified } from '../sql/quote.js';
 import { withApplyLock } from './apply-lock.js';
@@ -45,14 +47,11 @@ export async function copyTable(client: pg.ClientBase, redis: RedisClient, plan:
   const pageSize = options.pageSize ?? 5000;
   const lockHoldMs = options.lockHoldMs ?? 250;
   const total = await estimateRows(client, plan);
-  const pages = copyPages(plan, await isUtf8Server(client));
+  const utf8Server = await isUtf8Server(client);
+  const pages = isCluster(redis) ? keyPages(plan, utf8Server) : callPages(plan, utf8Server);
   let rows = 0;
   let last: string[] | null = null;
   let done = false;
-  const readPage = (after: string[] | null): Promise<pg.QueryResult<Row>> =>
-    after === null
-      ? client.query<Row>({ text: pages.first, values: [pageSize], rowMode: 'array' })
-      : client.query<Row>({ text: pages.next, values: [...after, pageSize], rowMode: 'array' });
 
   while (!done) {
     if (options.shouldStop?.() === true) return { table: plan.display, rows, ms: performance.now() - started, complete: false };
@@ -61,19 +60,19 @@ export async function copyTable(client: pg.ClientBase, redis: RedisClient, plan:
       let writing: Promise<void> = Promise.resolve();
       try {
         while (performance.now() - chunkStart < lockHoldMs) {
-          const page = await readPage(last);
+          const page = await pages.read(client, last, pageSize);
           await writing;
-          if (page.rows.length === 0) {
+          if (page.rows === 0) {
             done = true;
             return;
           }
-          writing = writeKeys(redis, page.rows.map(pages.toWrite), undefined, copyWriteOptions(plan));
+          writing = page.write(redis, copyWriteOptions(plan));
           // Awaited below; until then a failure must not count as an unhandled rejection.
           writing.catch(() => undefined);
-          rows += page.rows.length;
-          last = page.rows[page.rows.length - 1]!.slice(0, plan.keyColumns.length) as string[];
+          rows += page.rows;
+          last = page.last;
           options.onProgress?.({ table: plan.display, rows, total: Math.max(total, rows) });
-          if (page.rows.length < pageSize) {
+          if (page.rows < pageSize) {
             done = true;
             return;
           }
@@ -98,22 +97,98 @@ export function copyWriteOptions(plan: Pick<TablePlan, 'ttl'>): WriteOptions {
   return { ttl: plan.ttl ?? 'persist' };
 }
 
-/**
- * Keyset pages of a table in key order, key texts first. Hash rows come framed by PostgreSQL
- * (see framed-hash.ts), as the daemon reads them: a copy handles one text per row.
- */
-function copyPages(plan: TablePlan, utf8Server: boolean): { first: string; next: string; toWrite: (row: Row) => KeyWrite } {
-  if (plan.format === 'json') return { first: plan.firstPageSql, next: plan.nextPageSql, toWrite: (row) => rowToWrite(plan, row) };
-  const n = plan.keyColumns.length;
+/** One keyset page, read and ready to write. */
+interface Page {
+  rows: number;
+  /** Key texts of its last row: the next page starts after it. */
+  last: string[] | null;
+  write(redis: RedisClient, options: WriteOptions): Promise<void>;
+}
+
+interface Pages {
+  read(client: pg.ClientBase, after: string[] | null, pageSize: number): Promise<Page>;
+}
+
+/** Keyset queries in key order: the first page, and the page after given key texts ($1..$n; the limit follows). */
+function pageQueries(plan: TablePlan, select: string, from: string): { first: string; next: string } {
   const keyCols = plan.keyColumns.map((c) => `t.${quoteIdent(c.name)}`);
-  const hash = framedHashSql(plan.columns, utf8Server);
-  const head = `SELECT ${keyCols.map((c) => `${c}::text`).join(', ')}, ${hash.count}, ${hash.framed} FROM ${plan.source} ${hash.lateral}`;
   const order = `ORDER BY ${keyCols.join(', ')}`;
   const after = `ROW(${keyCols.join(', ')}) > ROW(${plan.keyColumns.map((c, i) => `$${i + 1}::${c.type}`).join(', ')})`;
   return {
-    first: `${head} ${order} LIMIT $1`,
-    next: `${head} WHERE ${after} ${order} LIMIT $${n + 1}`,
-    toWrite: (row) => framedHashWrite(plan.layout.build(row.slice(0, n) as string[]), Number(row[n]), row[n + 1]!, utf8Server, plan.display),
+    first: `SELECT ${select} FROM ${from} ${order} LIMIT $1`,
+    next: `SELECT ${select} FROM ${from} WHERE ${after} ${order} LIMIT $${plan.keyColumns.length + 1}`,
+  };
+}
+
+/**
+ * Pages whose rows PostgreSQL frames as whole script calls (see daemon/framed-call.ts): a copy
+ * then handles a few texts per page, not an object per row (whose garbage collection was half
+ * of its CPU). For a standalone Redis.
+ */
+function callPages(plan: TablePlan, utf8Server: boolean): Pages {
+  const keyTexts = plan.keyColumns.map((c) => `t.${quoteIdent(c.name)}::text`);
+  const perKey = keyArgsSql(plan, keyTexts, utf8Server);
+  const carry = keyTexts.map((_, i) => `l${i + 1}`);
+  const queries = pageQueries(plan, `${perKey.select}, ${keyTexts.map((k, i) => `${k} AS ${carry[i]}`).join(', ')}`, `${plan.source} ${perKey.lateral}`);
+  const calls = { first: callsSql(queries.first, carry), next: callsSql(queries.next, carry) };
+  return {
+    async read(client, after, pageSize) {
+      const result = await client.query<CallRow>(
+        after === null ? { text: calls.first, values: [pageSize] } : { text: calls.next, values: [...after, pageSize] },
+      );
+      const framed = result.rows.map((row): FramedCall => {
+        if (!utf8Server && row.arg_text.includes('\uFFFD')) {
+          throw new Error(`a row of ${plan.display} holds text that is not valid UTF-8; it cannot be mirrored`);
+        }
+        return { keys: Number(row.keys), keyText: row.key_text, args: Number(row.args), argText: row.arg_text };
+      });
+      const lastRow = result.rows[result.rows.length - 1];
+      return {
+        rows: framed.reduce((sum, call) => sum + call.keys, 0),
+        last: lastRow === undefined ? null : carry.map((c) => lastRow[c] as string),
+        write: (redis, options) => writeFramedCalls(redis, framed, undefined, options),
+      };
+    },
+  };
+}
+
+/** Counts as text: the pool may parse no type at all (see db/connect.ts). */
+interface CallRow {
+  key_text: string;
+  keys: string | number;
+  arg_text: string;
+  args: string | number;
+  [carried: string]: string | number;
+}
+
+/**
+ * Pages of one row per key, key texts first, for a Redis Cluster (a call holds keys of one
+ * hash slot, worked out here). Hash rows come framed by PostgreSQL (see framed-hash.ts).
+ */
+function keyPages(plan: TablePlan, utf8Server: boolean): Pages {
+  const n = plan.keyColumns.length;
+  let queries: { first: string; next: string };
+  let toWrite: (row: Row) => KeyWrite;
+  if (plan.format === 'json') {
+    queries = { first: plan.firstPageSql, next: plan.nextPageSql };
+    toWrite = (row) => rowToWrite(plan, row);
+  } else {
+    const hash = framedHashSql(plan.columns, utf8Server);
+    queries = pageQueries(plan, `${plan.keyColumns.map((c) => `t.${quoteIdent(c.name)}::text`).join(', ')}, ${hash.count}, ${hash.framed}`, `${plan.source} ${hash.lateral}`);
+    toWrite = (row) => framedHashWrite(plan.layout.build(row.slice(0, n) as string[]), Number(row[n]), row[n + 1]!, utf8Server, plan.display);
+  }
+  return {
+    async read(client, after, pageSize) {
+      const result = await client.query<Row>(
+        after === null ? { text: queries.first, values: [pageSize], rowMode: 'array' } : { text: queries.next, values: [...after, pageSize], rowMode: 'array' },
+      );
+      const lastRow = result.rows[result.rows.length - 1];
+      return {
+        rows: result.rows.length,
+        last: lastRow === undefined ? null : (lastRow.slice(0, n) as string[]),
+        write: (redis, options) => writeKeys(redis, result.rows.map(toWrite), undefined, options),
+      };
+    },
   };
 }
 
