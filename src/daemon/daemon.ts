@@ -14,6 +14,7 @@ import { quoteIdent } from '../sql/quote.js';
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
 import { listenForWakeups, type WakeupListener } from './wakeups.js';
+import { JournalVacuum } from './journal-vacuum.js';
 import { applyLockKey, leaderLockKey, wakeLockKey } from '../install/names.js';
 import { randomUUID } from 'node:crypto';
 import type { Fence } from '../redis/replace.js';
@@ -122,6 +123,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   private stateId = '';
   /** Compare Redis' data generation with PostgreSQL's before the next drain (see checkRedisEpoch). */
   private epochCheckDue = true;
+  private readonly vacuum: JournalVacuum;
 
   private constructor(
     private readonly options: DaemonOptions,
@@ -139,6 +141,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.scope = { schema: options.schema, group: options.group ?? DEFAULT_GROUP };
     this.wakeLock = wakeLockKey(options.schema, this.scope.group);
     this.leaderLock = leaderLockKey(options.schema, this.scope.group);
+    this.vacuum = new JournalVacuum(pool, options.schema, this.logger);
   }
 
   /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
@@ -412,6 +415,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         result.durationMs = committed - (claimedAt.get(result) ?? committed);
         this.emit('batch', result);
       }
+      this.vacuum.deletedRows(results.reduce((rows, result) => rows + result.entries, 0));
       claimedAt.clear();
       results = [];
     };
@@ -576,6 +580,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.retryTimer = undefined;
     await this.loop;
     await this.copying;
+    await this.vacuum.stop();
     this.worker?.release();
     this.worker = undefined;
     await this.listener?.close().catch(() => undefined);
