@@ -25,6 +25,10 @@ import { callsSql, keyArgsSql } from './framed-call.js';
  *   framed-call.ts): k1 = the framed keys, n = how many, value = the framed arguments,
  *   last = how many arguments.
  *
+ * The claimed rows are deleted by their ctid, found in the same statement (a TID scan, whatever
+ * the planner thinks of the journal's size); journal rows are never updated, so a ctid cannot
+ * name another row meanwhile.
+ *
  * $1 is the lowest journal id to look at. Deleted journal rows stay in the id index until
  * vacuum, and every claim from the start of the index walks past them: under steady load that
  * was most of the claim's cost, and over a long backlog it grows with every batch. The daemon
@@ -99,10 +103,10 @@ export function buildApplyStatement(options: ApplyStatementOptions): ApplyStatem
   ];
   const text = `WITH c AS (
   DELETE FROM ${journal}
-  WHERE id = ANY(ARRAY(
-    SELECT id FROM (
-      SELECT id, n, sum(n) OVER (ORDER BY id) AS upto
-      FROM (SELECT id, coalesce(array_length(keys, 1), 1) AS n FROM ${journal} WHERE id >= $1 AND ${groupFilter(toolSchema, group)} ORDER BY id LIMIT ${maxKeys}) j
+  WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM (
+      SELECT ctid, n, sum(n) OVER (ORDER BY id) AS upto
+      FROM (SELECT ctid, id, coalesce(array_length(keys, 1), 1) AS n FROM ${journal} WHERE id >= $1 AND ${groupFilter(toolSchema, group)} ORDER BY id LIMIT ${maxKeys}) j
     ) s
     WHERE upto <= ${maxKeys} OR upto = n
   ))

@@ -549,8 +549,14 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       });
       // The claim statement takes the journal id to start at as a parameter, and with a custom
       // plan for each value PostgreSQL would plan the whole (large) statement every batch.
+      // The generic plan is made once, with the journal's statistics of that moment: a journal
+      // that looked small (it is mostly empty, and its index bloats with churn) got a plan that
+      // reads all of its pages on every claim, milliseconds per batch under steady load, and a
+      // backlog of millions would be read whole per batch. Claims start at a journal id and
+      // read a few rows from there: only its index does that well. No JIT: compiling the large
+      // statement took far longer than running it, on every execution of a costly-looking plan.
       try {
-        await client.query('SET plan_cache_mode = force_generic_plan');
+        await client.query('SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET jit = off');
       } catch (error) {
         client.release(error instanceof Error ? error : new Error(String(error)));
         throw error;
