@@ -7,7 +7,9 @@ SET search_path = pg_catalog, pg_temp{{settings}}
 AS {{tag}}
 BEGIN
   -- One journal row per statement (per 1000 keys): the common small statement costs a single
-  -- INSERT ... SELECT; a bigger one fails its HAVING and takes the chunked path instead.
+  -- INSERT ... SELECT; a bigger one fails its HAVING and takes the chunked path instead. The
+  -- LIMIT stops that first look at 1001 rows: a big statement's transition table (spilled to
+  -- disk past work_mem) is then read once, not twice.
   IF TG_LEVEL = 'ROW' THEN
     -- Fires only for rows whose key changed: the old key must leave Redis.
     INSERT INTO {{schema}}.journal (rel, keys) VALUES (TG_RELID, ARRAY[{{old_key}}]);
@@ -16,7 +18,7 @@ BEGIN
   ELSE
     -- changed_rows: the new rows of an INSERT or UPDATE, the old rows of a DELETE.
     INSERT INTO {{schema}}.journal (rel, keys)
-      SELECT TG_RELID, array_agg({{key}}) FROM changed_rows HAVING count(*) BETWEEN 1 AND 1000;
+      SELECT TG_RELID, array_agg({{key}}) FROM (SELECT * FROM changed_rows LIMIT 1001) changed_rows HAVING count(*) BETWEEN 1 AND 1000;
     IF NOT FOUND THEN
       INSERT INTO {{schema}}.journal (rel, keys)
         SELECT TG_RELID, array_agg(k) FROM (SELECT {{key}} AS k, row_number() OVER () - 1 AS i FROM changed_rows) s GROUP BY i / 1000;
