@@ -131,8 +131,12 @@ function tableBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): st
   if (plan.format === 'json') {
     return `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, NULL::int, ${jsonExpression(plan.columns)}, NULL::text ${from}`;
   }
-  const hash = framedHashSql(plan.columns, utf8Server);
-  return `SELECT 'r', ${plan.oid}::oid, ${keys.join(', ')}, ${found}, ${hash.count}, ${hash.framed}, NULL::text ${from} ${hash.lateral}`;
+  const hash = framedHashSql(plan.columns, utf8Server, plan.columnTypeOids);
+  const keyNames = keys.map((_, i) => `k${i + 1}`);
+  return (
+    `SELECT 'r', ${plan.oid}::oid, ${keyNames.map((k) => `v.${k}`).join(', ')}, v.found, ${hash.count}, ${hash.framed}, NULL::text ` +
+    `FROM (SELECT ${keys.map((k, i) => `${k} AS ${keyNames[i]}`).join(', ')}, ${found} AS found, ${hash.values} ${from} OFFSET 0) v`
+  );
 }
 
 /** The 'a' rows of one table: its keys in this batch, as script calls (k1 = key text, n = keys, value = argument text, last = arguments). */
@@ -140,7 +144,7 @@ function callsBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): st
   const keys = plan.keyColumns.map((c, i) => `k.k${i + 1}::${c.type}::text`);
   const join = plan.keyColumns.map((c, i) => `t.${quoteIdent(c.name)} = k.k${i + 1}::${c.type}`).join(' AND ');
   const perKey = keyArgsSql(plan, keys, utf8Server);
-  const keyRows = `SELECT ${perKey.select} FROM (SELECT * FROM k WHERE k.rel = ${plan.oid}) k LEFT JOIN ${plan.source} ON ${join} ${perKey.lateral}`;
+  const keyRows = `SELECT ${perKey.outer} FROM (SELECT ${perKey.inner} FROM (SELECT * FROM k WHERE k.rel = ${plan.oid}) k LEFT JOIN ${plan.source} ON ${join} OFFSET 0) v`;
   const unused = Array.from({ length: keyWidth - 1 }, () => 'NULL::text');
   return `SELECT 'a', ${plan.oid}::oid, c.key_text, ${unused.map((u) => `${u}, `).join('')}NULL::bool, c.keys, c.arg_text, c.args::text FROM (${callsSql(keyRows)}) c`;
 }

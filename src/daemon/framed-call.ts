@@ -12,33 +12,40 @@ import { quoteIdent } from '../sql/quote.js';
  * keys of one hash slot, which the daemon works out per key.
  */
 
-/** Per key: its framed key (kf), its framed script arguments (af) and how many those are (na). */
+/**
+ * Per key, in two levels (see framedHashSql): `inner`, select-list items over the table `t`
+ * (possibly LEFT JOINed: a missing row is a delete) that read what is needed once; `outer`,
+ * over that query aliased `v`: its framed key (kf), its framed script arguments (af), and how
+ * many those are (na).
+ */
 export interface KeyArgsSql {
-  /** Select list `kf, af, na`; the table is `t` (possibly LEFT JOINed: a missing row is a delete). */
-  select: string;
-  /** FROM items to put after the table. */
-  lateral: string;
+  inner: string;
+  outer: string;
 }
 
 const DELETE_ARGS = `E'$1\\r\\nd\\r\\n'`;
 
+/** Key types whose text never holds `:` or `\\`: their values need no escaping in keys. */
+const PLAIN_KEY_TYPES = new Set([20, 21, 23, 26, 2950]);
+
 /** `keyValues`: SQL text expressions of the key column values, in key column order. */
 export function keyArgsSql(plan: TablePlan, keyValues: readonly string[], utf8Server: boolean): KeyArgsSql {
-  const kf = `${bulkStringSql(`(${plan.layout.sql(keyValues)})`, utf8Server)} AS kf`;
+  const key = `${plan.layout.sql(keyValues, plan.keyColumns.map((c) => PLAIN_KEY_TYPES.has(c.typeOid)))} AS k`;
+  const kf = `${bulkStringSql('v.k', utf8Server)} AS kf`;
   if (plan.format === 'json') {
-    const found = `t.${quoteIdent(plan.keyColumns[0]!.name)} IS NOT NULL`;
     return {
-      select: `${kf}, CASE WHEN ${found} THEN E'$1\\r\\ns\\r\\n' || ${bulkStringSql('v.j', utf8Server)} ELSE ${DELETE_ARGS} END AS af, CASE WHEN ${found} THEN 2 ELSE 1 END AS na`,
-      lateral: `CROSS JOIN LATERAL (SELECT ${jsonExpression(plan.columns)} AS j) v`,
+      inner: `${key}, t.${quoteIdent(plan.keyColumns[0]!.name)} IS NOT NULL AS found, ${jsonExpression(plan.columns)} AS j`,
+      outer: `${kf}, CASE WHEN v.found THEN ${bulkStringSql('v.j', utf8Server, '$1\r\ns\r\n')} ELSE ${DELETE_ARGS} END AS af, CASE WHEN v.found THEN 2 ELSE 1 END AS na`,
     };
   }
   // No fields (the row is gone, or all its mirrored columns are NULL): Redis holds no empty hash.
-  const hash = framedHashSql(plan.columns, utf8Server);
+  const hash = framedHashSql(plan.columns, utf8Server, plan.columnTypeOids);
+  const n = `(${hash.count})`;
   return {
-    select:
-      `${kf}, CASE WHEN f.n = 0 THEN ${DELETE_ARGS} ELSE E'$1\\r\\nh\\r\\n' || ${bulkStringSql('f.n::text', utf8Server)} || ${hash.framed} END AS af, ` +
-      `CASE WHEN f.n = 0 THEN 1 ELSE 2 + 2 * f.n END AS na`,
-    lateral: `${hash.lateral} CROSS JOIN LATERAL (SELECT ${hash.count} AS n) f`,
+    inner: `${key}, ${hash.values}`,
+    outer:
+      `${kf}, CASE WHEN ${n} = 0 THEN ${DELETE_ARGS} ELSE pg_catalog.concat(${bulkStringSql(`${n}::text`, utf8Server, '$1\r\nh\r\n')}, ${hash.framed}) END AS af, ` +
+      `CASE WHEN ${n} = 0 THEN 1 ELSE 2 + 2 * ${n} END AS na`,
   };
 }
 

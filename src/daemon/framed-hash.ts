@@ -4,15 +4,18 @@ import type { KeyWrite } from '../redis/replace.js';
 /**
  * SQL that returns a row's hash already framed as Redis protocol arguments (field, value,
  * field, value...), so the daemon and copies handle one text per row instead of one per
- * column: their CPU, not PostgreSQL's or Redis', was the limit. Given a table aliased `t`:
- * - lateral: `CROSS JOIN LATERAL (...) v`, each column printed once as PostgreSQL prints it;
- * - count: how many fields the row has (its non-NULL columns);
- * - framed: the fields, each `$<bytes>\r\n<name>\r\n$<bytes>\r\n<value>\r\n`.
+ * column: their CPU, not PostgreSQL's or Redis', was the limit. In two levels, so that each
+ * value is converted to text once (a value named twice in one level is computed twice, and a
+ * LATERAL subquery is either pasted in just so or run again for every row):
+ * - values: select-list items of an inner query over the table aliased `t`: v0, v1... each
+ *   column printed as PostgreSQL prints it;
+ * - count: over that inner query aliased `v`, how many fields the row has (non-NULL columns);
+ * - framed: over it too, the fields, each `$<bytes>\r\n<name>\r\n$<bytes>\r\n<value>\r\n`.
  * Byte counts are of the UTF-8 text the connection receives (client_encoding UTF8): in a
  * database of another encoding they are taken after converting to UTF-8.
  */
 export interface FramedHashSql {
-  lateral: string;
+  values: string;
   count: string;
   framed: string;
 }
@@ -26,24 +29,32 @@ export function chunks<T>(items: readonly T[]): T[][] {
   return out;
 }
 
-export function framedHashSql(columns: readonly string[], utf8Server: boolean): FramedHashSql {
+/** Types whose values are text already (text, varchar): read as they are, with no output function call. */
+const TEXT_TYPES = new Set([25, 1043]);
+
+/** `typeOids`, parallel to `columns` when known, lets text columns skip a conversion. */
+export function framedHashSql(columns: readonly string[], utf8Server: boolean, typeOids: readonly number[] = []): FramedHashSql {
   // IS DISTINCT FROM NULL, because a composite value with a NULL field IS NULL (and is not NULL).
   // concat() prints each value with its type's output function, as the wire's text format does
   // (a ::text cast would not for every type: booleans, char(n), inet).
-  const values = columns.map((c, i) => `CASE WHEN t.${quoteIdent(c)} IS DISTINCT FROM NULL THEN pg_catalog.concat(t.${quoteIdent(c)}) END AS v${i}`);
-  const frames = columns.map((c, i) => `${quoteLiteral(`$${Buffer.byteLength(c)}\r\n${c}\r\n`)} || ${bulkStringSql(`v.v${i}`, utf8Server)}`);
+  const values = columns.map((c, i) =>
+    TEXT_TYPES.has(typeOids[i] ?? 0) ? `t.${quoteIdent(c)} AS v${i}` : `CASE WHEN t.${quoteIdent(c)} IS DISTINCT FROM NULL THEN pg_catalog.concat(t.${quoteIdent(c)}) END AS v${i}`,
+  );
+  // One concat() per field: a chain of || allocates a new text at every step.
+  const frames = columns.map((c, i) => `CASE WHEN v.v${i} IS NOT NULL THEN ${bulkStringSql(`v.v${i}`, utf8Server, `$${Buffer.byteLength(c)}\r\n${c}\r\n`)} END`);
   const count = chunks(columns.map((_, i) => `v.v${i}`)).map((c) => `pg_catalog.num_nonnulls(${c.join(', ')})`);
   const framed = chunks(chunks(frames).map((c) => `pg_catalog.concat(${c.join(', ')})`)).map((c) => `pg_catalog.concat(${c.join(', ')})`);
-  return { lateral: `CROSS JOIN LATERAL (SELECT ${values.join(', ')}) v`, count: count.join(' + '), framed: framed.join(' || ') };
+  return { values: values.join(', '), count: count.join(' + '), framed: framed.join(' || ') };
 }
 
 /**
  * SQL for the RESP bulk string of a (non-NULL) text expression, as bulkString() frames it: its
- * length in bytes of the UTF-8 the connection receives (see framedHashSql).
+ * length in bytes of the UTF-8 the connection receives (see framedHashSql); after `head`, text
+ * to put before it. The expression appears twice: make it a column, not a computation.
  */
-export function bulkStringSql(value: string, utf8Server: boolean): string {
+export function bulkStringSql(value: string, utf8Server: boolean, head = ''): string {
   const bytes = utf8Server ? `pg_catalog.octet_length(${value})` : `pg_catalog.octet_length(pg_catalog.convert_to(${value}, 'UTF8'))`;
-  return `'$' || ${bytes} || E'\\r\\n' || ${value} || E'\\r\\n'`;
+  return `pg_catalog.concat(${quoteLiteral(`${head}$`)}, ${bytes}, E'\\r\\n', ${value}, E'\\r\\n')`;
 }
 
 /**

@@ -19,6 +19,8 @@ export interface TablePlan {
   format: ValueFormat;
   keyColumns: ColumnInfo[];
   columns: string[];
+  /** pg_type oid of each of `columns`. */
+  columnTypeOids: number[];
   /** The row filter (a PostgreSQL-printed boolean expression), or null: every row is mirrored. */
   filter: string | null;
   /**
@@ -87,6 +89,7 @@ export function buildTablePlan(info: TableInfo, spec: StoredSpec, planId: number
     format: spec.format,
     keyColumns,
     columns,
+    columnTypeOids: columns.map((c) => byName.get(c)!.typeOid),
     filter,
     source,
     layout: keyLayout({ prefix: spec.prefix, schema: info.schema, name: info.name, keyColumns: spec.keyColumns, keyTemplate: spec.keyTemplate }),

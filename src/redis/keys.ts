@@ -12,9 +12,10 @@ export interface KeyLayout {
   build(values: readonly string[]): string;
   /**
    * A SQL text expression that builds the same key as build() from SQL text expressions of the
-   * key column values (PostgreSQL frames whole script calls, see apply-statement).
+   * key column values (PostgreSQL frames whole script calls, see apply-statement). `plain[i]`:
+   * value i never holds `:` or `\` (an integer, a uuid), so it needs no escaping.
    */
-  sql(values: readonly string[]): string;
+  sql(values: readonly string[], plain?: readonly boolean[]): string;
   /** SCAN MATCH pattern that covers every key of the table. */
   readonly pattern: string;
   /** Key column values of a key under this layout, or null when it is not one of its keys. */
@@ -79,7 +80,8 @@ export function keyLayout(spec: KeyLayoutSpec): KeyLayout {
     const head = tableKeyPrefix(spec.prefix, spec.schema, spec.name);
     return {
       build: (values) => head + values.map(escapeKeyValue).join(':'),
-      sql: (values) => [quoteLiteral(head), ...values.map(escapeKeyValueSql).flatMap((v, i) => (i === 0 ? [v] : [`':'`, v]))].join(' || '),
+      sql: (values, plain = []) =>
+        `pg_catalog.concat(${[quoteLiteral(head), ...values.map((v, i) => (plain[i] === true ? v : escapeKeyValueSql(v))).flatMap((v, i) => (i === 0 ? [v] : [`':'`, v]))].join(', ')})`,
       pattern: `${escapeGlob(head)}*`,
       parse(key) {
         if (!key.startsWith(head)) return null;
@@ -96,8 +98,11 @@ export function keyLayout(spec: KeyLayoutSpec): KeyLayout {
       for (const s of segments) key += 'literal' in s ? s.literal : escapeKeyValue(values[s.column] ?? '');
       return key;
     },
-    sql: (values) =>
-      [quoteLiteral(prefix), ...segments.map((s) => ('literal' in s ? quoteLiteral(s.literal) : escapeKeyValueSql(values[s.column] ?? "''")))].join(' || '),
+    sql: (values, plain = []) =>
+      `pg_catalog.concat(${[
+        quoteLiteral(prefix),
+        ...segments.map((s) => ('literal' in s ? quoteLiteral(s.literal) : plain[s.column] === true ? values[s.column]! : escapeKeyValueSql(values[s.column] ?? "''"))),
+      ].join(', ')})`,
     pattern: escapeGlob(prefix) + segments.map((s) => ('literal' in s ? escapeGlob(s.literal) : '*')).join(''),
     parse(key) {
       if (!key.startsWith(prefix)) return null;

@@ -129,8 +129,9 @@ function callPages(plan: TablePlan, utf8Server: boolean): Pages {
   const keyTexts = plan.keyColumns.map((c) => `t.${quoteIdent(c.name)}::text`);
   const perKey = keyArgsSql(plan, keyTexts, utf8Server);
   const carry = keyTexts.map((_, i) => `l${i + 1}`);
-  const queries = pageQueries(plan, `${perKey.select}, ${keyTexts.map((k, i) => `${k} AS ${carry[i]}`).join(', ')}`, `${plan.source} ${perKey.lateral}`);
-  const calls = { first: callsSql(queries.first, carry), next: callsSql(queries.next, carry) };
+  const queries = pageQueries(plan, `${perKey.inner}, ${keyTexts.map((k, i) => `${k} AS ${carry[i]}`).join(', ')}`, plan.source);
+  const framed = (page: string): string => callsSql(`SELECT ${perKey.outer}, ${carry.map((c) => `v.${c}`).join(', ')} FROM (${page}) v`, carry);
+  const calls = { first: framed(queries.first), next: framed(queries.next) };
   return {
     async read(client, after, pageSize) {
       const result = await client.query<CallRow>(
@@ -173,8 +174,11 @@ function keyPages(plan: TablePlan, utf8Server: boolean): Pages {
     queries = { first: plan.firstPageSql, next: plan.nextPageSql };
     toWrite = (row) => rowToWrite(plan, row);
   } else {
-    const hash = framedHashSql(plan.columns, utf8Server);
-    queries = pageQueries(plan, `${plan.keyColumns.map((c) => `t.${quoteIdent(c.name)}::text`).join(', ')}, ${hash.count}, ${hash.framed}`, `${plan.source} ${hash.lateral}`);
+    const hash = framedHashSql(plan.columns, utf8Server, plan.columnTypeOids);
+    const keyNames = plan.keyColumns.map((_, i) => `l${i + 1}`);
+    const inner = pageQueries(plan, `${plan.keyColumns.map((c, i) => `t.${quoteIdent(c.name)}::text AS ${keyNames[i]}`).join(', ')}, ${hash.values}`, plan.source);
+    const outer = (page: string): string => `SELECT ${keyNames.map((k) => `v.${k}`).join(', ')}, ${hash.count}, ${hash.framed} FROM (${page}) v`;
+    queries = { first: outer(inner.first), next: outer(inner.next) };
     toWrite = (row) => framedHashWrite(plan.layout.build(row.slice(0, n) as string[]), Number(row[n]), row[n + 1]!, utf8Server, plan.display);
   }
   return {
