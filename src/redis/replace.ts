@@ -55,9 +55,9 @@ local function event(op, k)
   if stream then redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'op', op, 'key', k) end
   if channel ~= '' then redis.call('PUBLISH', channel, cjson.encode({table = ARGV[5], op = op, key = k})) end
 end
-local function written(k)
+local function written(k, fresh)
   if ttl == '-1' then
-    redis.call('PERSIST', k)
+    if not fresh then redis.call('PERSIST', k) end
   elseif ttl ~= '' then
     redis.call('EXPIRE', k, ttl)
   end
@@ -74,17 +74,22 @@ for i = 2, rows do
       redis.call('DEL', k)
       event('delete', k)
     else
-      local ok = redis.pcall('HSET', k, unpack(ARGV, a + 2, last))
-      if type(ok) == 'table' or redis.call('HLEN', k) ~= n then
+      local added = redis.pcall('HSET', k, unpack(ARGV, a + 2, last))
+      local fresh = false
+      if type(added) == 'table' or redis.call('HLEN', k) ~= n then
         redis.call('DEL', k)
         redis.call('HSET', k, unpack(ARGV, a + 2, last))
+      else
+        -- Every field new and no other field: the key did not exist, so it has no TTL to remove.
+        fresh = added == n
       end
-      written(k)
+      written(k, fresh)
     end
     a = last + 1
   elseif m == 's' then
     redis.call('SET', k, ARGV[a + 1])
-    written(k)
+    -- SET drops any TTL itself.
+    written(k, true)
     a = a + 2
   else
     redis.call('DEL', k)
