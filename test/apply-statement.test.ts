@@ -109,6 +109,37 @@ describe('the claim-and-read statement', () => {
     await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
   });
 
+  it('prints every type exactly as PostgreSQL prints it, whether cast to text or printed by its output function', async () => {
+    await scratch.pool.query(`
+      CREATE TABLE typed (id int PRIMARY KEY, a float4, b float8, c numeric, d uuid, e date, f time, g timetz, h timestamp,
+        i timestamptz, j interval, k json, l jsonb, m int2, n int8, o oid, p boolean, q char(3), r inet, s text[], u varchar)`);
+    await install(scratch.config(['public.typed'], { schema: 'typed_mirror' }), scratch.pool);
+    await scratch.pool.query(`INSERT INTO typed VALUES
+      (1, 1e-7, 'NaN', 1.500, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29', '23:59:59.999', '01:02:03+05:30',
+       '2024-01-02 03:04:05.678', '2024-01-02 03:04:05+02', '1 year 2 mons -3 days 04:05:06', '{"a": [1, 2]}', '{"b": 1, "a": 2}',
+       -32768, 9223372036854775807, 4294967295, true, 'x', '10.0.0.1', '{"p q",r}', 'é'),
+      (2, '-Infinity', 3.141592653589793, 'NaN', NULL, 'infinity', '00:00', NULL, '-infinity', NULL, '0', 'null', '[]',
+       NULL, NULL, NULL, false, NULL, '::1/128', '{}', NULL)`);
+    const registry = await loadRegistry(createDb(scratch.pool), 'typed_mirror');
+    const statement = buildApplyStatement({ toolSchema: 'typed_mirror', plans: [...registry.plans.values()], maxKeys: 100, generation: ++generation, utf8Server: true });
+    const client = await scratch.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const batch = await claimAndRead(client, statement, registry.plans, 0n);
+      const printed = await client.query<Record<string, string | null>>({ text: 'SELECT * FROM typed ORDER BY id', types: { getTypeParser: () => (v: string) => v } });
+      const byKey = new Map(batch.steps.flatMap((step) => step.writes).map((w) => [w.key, w]));
+      for (const row of printed.rows) {
+        const write = byKey.get(`${scratch.prefix}public.typed:${row.id}`);
+        const fields = write !== undefined && 'encoded' in write ? bulkStrings(write.encoded) : [];
+        const expected = Object.entries(row).flatMap(([column, value]) => (value === null ? [] : [column, value]));
+        expect(fields).toEqual(expected);
+      }
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  });
+
   it('claims whole journal rows up to the key budget, always at least one', async () => {
     await scratch.pool.query(`INSERT INTO one (id) SELECT g FROM generate_series(100, 104) g`);
     await scratch.pool.query(`INSERT INTO one (id) VALUES (105)`);

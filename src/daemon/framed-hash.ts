@@ -31,15 +31,26 @@ export function chunks<T>(items: readonly T[]): T[][] {
 
 /** Types whose values are text already (text, varchar): read as they are, with no output function call. */
 const TEXT_TYPES = new Set([25, 1043]);
+/**
+ * Scalar types whose cast to text is the I/O conversion (pg_cast has no cast of theirs to
+ * text), so `::text` prints exactly what their output function prints; concat() looks the
+ * output function up again for every value, which cost more than the rest of the framing.
+ * int2, int4, int8, oid, float4, float8, numeric, uuid, date, time, timetz, timestamp,
+ * timestamptz, interval, json, jsonb.
+ */
+const CAST_TYPES = new Set([21, 23, 20, 26, 700, 701, 1700, 2950, 1082, 1083, 1266, 1114, 1184, 1186, 114, 3802]);
 
 /** `typeOids`, parallel to `columns` when known, lets text columns skip a conversion. */
 export function framedHashSql(columns: readonly string[], utf8Server: boolean, typeOids: readonly number[] = []): FramedHashSql {
   // IS DISTINCT FROM NULL, because a composite value with a NULL field IS NULL (and is not NULL).
   // concat() prints each value with its type's output function, as the wire's text format does
   // (a ::text cast would not for every type: booleans, char(n), inet).
-  const values = columns.map((c, i) =>
-    TEXT_TYPES.has(typeOids[i] ?? 0) ? `t.${quoteIdent(c)} AS v${i}` : `CASE WHEN t.${quoteIdent(c)} IS DISTINCT FROM NULL THEN pg_catalog.concat(t.${quoteIdent(c)}) END AS v${i}`,
-  );
+  const values = columns.map((c, i) => {
+    const oid = typeOids[i] ?? 0;
+    if (TEXT_TYPES.has(oid)) return `t.${quoteIdent(c)} AS v${i}`;
+    if (CAST_TYPES.has(oid)) return `t.${quoteIdent(c)}::pg_catalog.text AS v${i}`;
+    return `CASE WHEN t.${quoteIdent(c)} IS DISTINCT FROM NULL THEN pg_catalog.concat(t.${quoteIdent(c)}) END AS v${i}`;
+  });
   // One concat() per field: a chain of || allocates a new text at every step.
   const frames = columns.map((c, i) => `CASE WHEN v.v${i} IS NOT NULL THEN ${bulkStringSql(`v.v${i}`, utf8Server, `$${Buffer.byteLength(c)}\r\n${c}\r\n`)} END`);
   const count = chunks(columns.map((_, i) => `v.v${i}`)).map((c) => `pg_catalog.num_nonnulls(${c.join(', ')})`);
