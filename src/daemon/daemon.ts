@@ -146,7 +146,8 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
 
   /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
   static async start(options: DaemonOptions): Promise<MirrorDaemon> {
-    const pool = createPool(options.databaseUrl, { max: 3, applicationName: daemonApplicationName(options.schema) });
+    // The worker, a copy, a journal vacuum, and one for the registry and state queries.
+    const pool = createPool(options.databaseUrl, { max: 4, applicationName: daemonApplicationName(options.schema) });
     let redis: RedisClient | undefined;
     try {
       await checkPool(pool, options.databaseUrl);
