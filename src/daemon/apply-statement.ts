@@ -5,7 +5,7 @@ import type { KeyWrite } from '../redis/replace.js';
 import type { BatchResult, BatchStep, ReadBatch } from './apply-batch.js';
 import { jsonExpression, type TablePlan } from './table-plan.js';
 import { framedHashSql, framedHashWrite } from './framed-hash.js';
-import { callsSql, keyArgsSql } from './framed-call.js';
+import { callsSql, framedCall, keyArgsSql } from './framed-call.js';
 
 /**
  * The daemon's whole PostgreSQL side of a batch in one statement: claim the oldest journal
@@ -121,11 +121,18 @@ ${parts.join('\nUNION ALL\n')}`;
   return { name: `prm_apply_${generation}`, text, keyWidth, utf8Server, framedCalls: options.framedCalls === true };
 }
 
+/** A batch's key texts of one table, canonical (as its type prints them), and the join to its rows. */
+function keyJoin(plan: TablePlan): { keys: string[]; join: string } {
+  return {
+    keys: plan.keyColumns.map((c, i) => `k.k${i + 1}::${c.type}::text`),
+    join: plan.keyColumns.map((c, i) => `t.${quoteIdent(c.name)} = k.k${i + 1}::${c.type}`).join(' AND '),
+  };
+}
+
 /** The 'r' rows of one table: its keys in this batch, each with its row as it is now. */
 function tableBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): string {
-  const keys = plan.keyColumns.map((c, i) => `k.k${i + 1}::${c.type}::text`);
+  const { keys, join } = keyJoin(plan);
   for (let i = keys.length; i < keyWidth; i++) keys.push('NULL::text');
-  const join = plan.keyColumns.map((c, i) => `t.${quoteIdent(c.name)} = k.k${i + 1}::${c.type}`).join(' AND ');
   const found = `t.${quoteIdent(plan.keyColumns[0]!.name)} IS NOT NULL`;
   const from = `FROM (SELECT * FROM k WHERE k.rel = ${plan.oid}) k LEFT JOIN ${plan.source} ON ${join}`;
   if (plan.format === 'json') {
@@ -141,8 +148,7 @@ function tableBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): st
 
 /** The 'a' rows of one table: its keys in this batch, as script calls (k1 = key text, n = keys, value = argument text, last = arguments). */
 function callsBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): string {
-  const keys = plan.keyColumns.map((c, i) => `k.k${i + 1}::${c.type}::text`);
-  const join = plan.keyColumns.map((c, i) => `t.${quoteIdent(c.name)} = k.k${i + 1}::${c.type}`).join(' AND ');
+  const { keys, join } = keyJoin(plan);
   const perKey = keyArgsSql(plan, keys, utf8Server);
   const keyRows = `SELECT ${perKey.outer} FROM (SELECT ${perKey.inner} FROM (SELECT * FROM k WHERE k.rel = ${plan.oid}) k LEFT JOIN ${plan.source} ON ${join} OFFSET 0) v`;
   const unused = Array.from({ length: keyWidth - 1 }, () => 'NULL::text');
@@ -185,12 +191,7 @@ export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatem
     } else if (kind === 'a') {
       const plan = plans.get(Number(row[1]))!;
       const keys = Number(row[3 + width]);
-      const argText = row[4 + width]!;
-      // In a SQL_ASCII database the text need not be UTF-8, and decoding replaced such bytes.
-      if (!statement.utf8Server && argText.includes('\uFFFD')) {
-        throw new Error(`a row of ${plan.display} holds text that is not valid UTF-8; it cannot be mirrored`);
-      }
-      stepOf(plan).calls.push({ keys, keyText: row[2]!, args: Number(row[5 + width]), argText });
+      stepOf(plan).calls.push(framedCall(plan.display, keys, row[2]!, Number(row[5 + width]), row[4 + width]!, statement.utf8Server));
       result.keys += keys;
       result.tables[plan.display] = (result.tables[plan.display] ?? 0) + keys;
     } else if (kind === 't') {

@@ -1,4 +1,4 @@
-import { MAX_ARGS_PER_CALL, MAX_BYTES_PER_CALL, MAX_KEYS_PER_CALL } from '../redis/replace.js';
+import { MAX_ARGS_PER_CALL, MAX_BYTES_PER_CALL, MAX_KEYS_PER_CALL, type FramedCall } from '../redis/replace.js';
 import { bulkStringSql, framedHashSql } from './framed-hash.js';
 import { jsonExpression, type TablePlan } from './table-plan.js';
 import { quoteIdent } from '../sql/quote.js';
@@ -47,6 +47,17 @@ export function keyArgsSql(plan: TablePlan, keyValues: readonly string[], utf8Se
       `${kf}, CASE WHEN ${n} = 0 THEN ${DELETE_ARGS} ELSE pg_catalog.concat(${bulkStringSql(`${n}::text`, utf8Server, '$1\r\nh\r\n')}, ${hash.framed}) END AS af, ` +
       `CASE WHEN ${n} = 0 THEN 1 ELSE 2 + 2 * ${n} END AS na`,
   };
+}
+
+/**
+ * A call read from PostgreSQL, checked: in a SQL_ASCII database the text need not be UTF-8, and
+ * decoding replaced such bytes, so the byte counts framed in SQL no longer match what is sent.
+ */
+export function framedCall(display: string, keys: number, keyText: string, args: number, argText: string, utf8Server: boolean): FramedCall {
+  if (!utf8Server && argText.includes('\uFFFD')) {
+    throw new Error(`a row of ${display} holds text that is not valid UTF-8; it cannot be mirrored`);
+  }
+  return { keys, keyText, args, argText };
 }
 
 /**

@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import type { RedisClient } from '../redis/cluster.js';
 import { rowToWrite, type TablePlan } from '../daemon/table-plan.js';
-import { writeFramedCalls, writeKeys, type FramedCall, type KeyWrite, type WriteOptions } from '../redis/replace.js';
+import { writeFramedCalls, writeKeys, type KeyWrite, type WriteOptions } from '../redis/replace.js';
 import { isCluster } from '../redis/cluster.js';
-import { callsSql, keyArgsSql } from '../daemon/framed-call.js';
+import { callsSql, framedCall, keyArgsSql } from '../daemon/framed-call.js';
 import { framedHashSql, framedHashWrite } from '../daemon/framed-hash.js';
 import { quoteIdent, quoteQualified } from '../sql/quote.js';
 import { withApplyLock } from './apply-lock.js';
@@ -137,12 +137,7 @@ function callPages(plan: TablePlan, utf8Server: boolean): Pages {
       const result = await client.query<CallRow>(
         after === null ? { text: calls.first, values: [pageSize] } : { text: calls.next, values: [...after, pageSize] },
       );
-      const framed = result.rows.map((row): FramedCall => {
-        if (!utf8Server && row.arg_text.includes('\uFFFD')) {
-          throw new Error(`a row of ${plan.display} holds text that is not valid UTF-8; it cannot be mirrored`);
-        }
-        return { keys: Number(row.keys), keyText: row.key_text, args: Number(row.args), argText: row.arg_text };
-      });
+      const framed = result.rows.map((row) => framedCall(plan.display, Number(row.keys), row.key_text, Number(row.args), row.arg_text, utf8Server));
       const lastRow = result.rows[result.rows.length - 1];
       return {
         rows: framed.reduce((sum, call) => sum + call.keys, 0),
