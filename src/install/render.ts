@@ -73,7 +73,8 @@ export function renderTable(toolSchema: string, spec: TableSpec): string {
   const triggers = triggerNames(toolSchema);
   const keys = spec.keyColumns.map((c) => quoteIdent(c.name));
   const composite = keys.length > 1;
-  const keyText = (ref: string) => `${ref}::text`;
+  // Qualified: the capture function runs with the caller's search_path (see sql/table.sql).
+  const keyText = (ref: string) => `${ref}::pg_catalog.text`;
   const key = composite ? `ARRAY[${keys.map(keyText).join(', ')}]` : keyText(keys[0]!);
   const oldKey = composite ? `ARRAY[${keys.map((k) => keyText(`OLD.${k}`)).join(', ')}]` : keyText(`OLD.${keys[0]!}`);
   const keyChanged = composite
