@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 const SCHEMA = 'Ünï ☃ "Sch"; DROP TABLE y; --';
-const TOOL_SCHEMA = 'Tool "S" ☃; --';
+const TOOL_SCHEMA = "Tool \"S\" ☃ 'x'; --";
 const ONE = { name: 'x"; DROP TABLE y; --', key: 'Key "Col"', cols: ['Key "Col"', 'x"; DROP TABLE y; --', 'Line\nBreak', 'naïve 🙂', '__proto__', '*[glob]?', "it's $1 {id}"] };
 const TWO = { name: 'Two.Lines\n"T":*', keys: ['K:1', 'k "2"\n'], cols: ['K:1', 'k "2"\n', 'SELECT 1;', 'constructor'] };
 

@@ -62,6 +62,23 @@ describe('install', () => {
     expect(await objects()).toEqual(before);
   });
 
+  it('compresses journaled keys with lz4 where the server has it (cheaper for big statements than pglz)', async () => {
+    await scratch.pool.query(`CREATE TABLE a0 (id int PRIMARY KEY)`);
+    const config = freshConfig(['public.a0']);
+    await install(config, scratch.pool);
+    const want = await scratch.pool.query<{ c: string }>(`SELECT CASE WHEN 'lz4' = ANY(enumvals) THEN 'l' ELSE '' END AS c FROM pg_settings WHERE name = 'default_toast_compression'`);
+    const column = await scratch.pool.query<{ c: string }>(
+      `SELECT attcompression AS c FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'keys'`,
+      [`${config.schema}.journal`],
+    );
+    expect(column.rows[0]?.c).toBe(want.rows[0]?.c);
+    // A big statement's chunks are written and claimed as before.
+    await scratch.pool.query(`INSERT INTO a0 SELECT generate_series(1, 2500)`);
+    const chunks = await scratch.pool.query<{ n: string; rows: string }>(`SELECT count(*) AS rows, sum(array_length(keys, 1)) AS n FROM ${config.schema}.journal`);
+    expect(chunks.rows[0]).toEqual({ rows: '3', n: '2500' });
+    await uninstall(config, scratch.pool);
+  });
+
   it('updates an install when the config or the triggers changed, and removes tables no longer configured', async () => {
     await scratch.pool.query(`CREATE TABLE a2 (id int PRIMARY KEY, v text, secret text); CREATE TABLE b2 (id int PRIMARY KEY)`);
     const config = freshConfig(['public.a2', 'public.b2']);

@@ -47,6 +47,7 @@ export function renderLocks(triggered: readonly TableName[], dropped: readonly T
 export function renderSchema(toolSchema: string): string {
   return renderSqlFile('schema.sql', {
     schema: quoteIdent(toolSchema),
+    journal_literal: quoteLiteral(`${quoteIdent(toolSchema)}.journal`),
     version: SCHEMA_VERSION,
     version_literal: quoteLiteral(SCHEMA_VERSION),
   });
