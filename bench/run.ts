@@ -22,6 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { KeyspaceEventCounter } from './event-counter.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -321,18 +322,19 @@ class KeyspaceWatcher {
   private readonly channelHead = `__keyspace@${REDIS_DB}__:`;
   private previousFlags: string | undefined;
   private readonly waiters = new Map<string, { event: string; resolve: (at: number) => void }>();
-  private counter: { head: string; event: string; seen: Set<string>; target: number; resolve: (at: number) => void } | undefined;
 
   constructor() {
     this.sub = new Redis(REDIS_URL, { lazyConnect: true });
     this.sub.on('pmessage', (_pattern: string, channel: string, event: string) => this.onEvent(channel, event));
   }
 
-  async enable(prefix: string): Promise<void> {
+  /** Turns keyspace events on; with a prefix, also subscribes this watcher to that prefix's. */
+  async enable(prefix?: string): Promise<void> {
     const [, flags] = (await rds().config('GET', 'notify-keyspace-events')) as [string, string];
     this.previousFlags ??= flags;
     const wanted = new Set([...this.previousFlags, 'K', '$', 'h']);
     await rds().config('SET', 'notify-keyspace-events', [...wanted].join(''));
+    if (prefix === undefined) return;
     if (this.sub.status === 'wait') await this.sub.connect();
     await this.sub.psubscribe(`${this.channelHead}${prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`);
   }
@@ -355,14 +357,6 @@ class KeyspaceWatcher {
       this.waiters.delete(key);
       waiter.resolve(at);
     }
-    const c = this.counter;
-    if (c !== undefined && event === c.event && key.startsWith(c.head)) {
-      c.seen.add(key);
-      if (c.seen.size >= c.target) {
-        this.counter = undefined;
-        c.resolve(at);
-      }
-    }
   }
 
   /** Resolves with the arrival time of the next `event` on `key`. Register before the write. */
@@ -380,28 +374,6 @@ class KeyspaceWatcher {
         },
       });
     });
-  }
-
-  /** Resolves with the arrival time of the event that makes `target` distinct keys under `head`. */
-  countDistinct(head: string, event: string, target: number, timeoutMs: number): { done: Promise<number>; seen: () => number } {
-    const seen = new Set<string>();
-    const done = new Promise<number>((resolvePromise, reject) => {
-      const timer = setTimeout(() => {
-        this.counter = undefined;
-        reject(new Error(`only ${seen.size} of ${target} keys got a ${event} event within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.counter = {
-        head,
-        event,
-        seen,
-        target,
-        resolve: (at) => {
-          clearTimeout(timer);
-          resolvePromise(at);
-        },
-      };
-    });
-    return { done, seen: () => seen.size };
   }
 }
 
@@ -593,11 +565,10 @@ async function pgbench(script: 'update' | 'insert'): Promise<number> {
 
 /** Figure 2: one UPDATE over every row of items. */
 async function bulk(config: ConfigName): Promise<void> {
-  let counter: { done: Promise<number>; seen: () => number } | undefined;
+  let counter: KeyspaceEventCounter | undefined;
   if (config !== 'none') {
-    await ks().enable(config === 'mirror' ? MIRROR_PREFIX : DIY_PREFIX);
-    counter = ks().countDistinct(itemKey(config, 'items', ''), WRITE_EVENT[config], SCALE.items, 120_000);
-    counter.done.catch(() => undefined);
+    await ks().enable();
+    counter = await KeyspaceEventCounter.open(REDIS_URL, REDIS_DB, itemKey(config, 'items', ''), WRITE_EVENT[config], SCALE.items, 120_000);
   }
   try {
     const t0 = performance.now();
@@ -619,6 +590,7 @@ async function bulk(config: ConfigName): Promise<void> {
       log(`warning: ${config} bulk: ${errorText(error)}`);
     }
   } finally {
+    counter?.close();
     if (config !== 'none') await ks().disable();
   }
   // Untimed: every value in Redis must be the new one.
@@ -1036,6 +1008,7 @@ async function main(): Promise<number> {
       order: `per round: none, diy, mirror (each: set up, pgbench UPDATE, pgbench INSERT, bulk, latency, tear down), then copy + catch-up (first ${SCALE.copyRounds} round(s)), then redis-benchmark; durability facts in the last round`,
       pgbench: `-n -M prepared -c 4 -j 2 -T ${SCALE.pgbenchSeconds}`,
       medians: 'median over rounds; latency percentiles over all samples of all rounds',
+      bulk: 'all in Redis: from the statement returning to the keyspace event (hset: mirror, set: diy) that completes the set of all row ids, read off a raw subscription (bench/event-counter.ts); then every value is checked',
       latency: `${SCALE.latencyUpdates} sequential single-row UPDATEs per round and config; time from the query returning to the key's keyspace event (0 if the event came first). "latency": ${LATENCY_PAUSE_MS} ms pause after each key is updated (quiet system); "back-to-back": the next UPDATE is sent as soon as the previous key was updated`,
     },
     figures,

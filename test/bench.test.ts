@@ -81,6 +81,11 @@ describe('npm run bench (BENCH_SCALE=small)', () => {
         expect(typeof value === 'number' && value > 0, `${id} ${config} = ${String(value)}`).toBe(true);
       }
     }
+    // The event counter saw every key's new value arrive, for both listeners.
+    for (const config of ['diy', 'mirror'] as const) {
+      const value = byId.get('bulk_all_in_redis_ms')![config];
+      expect(typeof value === 'number' && value > 0, `bulk_all_in_redis_ms ${config} = ${String(value)}`).toBe(true);
+    }
     // Correctness facts do not depend on load.
     expect(byId.get('bulk_all_matched')!.mirror).toBe('yes');
     expect(byId.get('bulk_all_matched')!.diy).toBe('yes');
