@@ -69,8 +69,11 @@ export async function createScratch(label: string, options: { encoding?: 'LATIN1
       for (const { schema } of installs.rows) {
         const id = await pool.query<{ value: string }>(`SELECT value FROM ${quoteIdent(schema)}.meta WHERE key = 'install_id'`).catch(() => ({ rows: [] as { value: string }[] }));
         const installId = id.rows[0]?.value;
-        if (installId !== undefined) await deleteMatching(redis, `${escapeGlob(STATE_KEY_PREFIX)}*${escapeGlob(installId)}*`);
+        if (installId !== undefined) startedInstalls.add(installId);
       }
+      // Also the installs a test uninstalled (without --purge-redis) after a daemon ran on them.
+      for (const installId of startedInstalls) await deleteMatching(redis, `${escapeGlob(STATE_KEY_PREFIX)}*${escapeGlob(installId)}*`);
+      startedInstalls.clear();
       await pool.end();
       await deleteMatching(redis, `${escapeGlob(prefix)}*`);
       redis.disconnect();
@@ -87,7 +90,21 @@ export async function installAndStart(scratch: Scratch, config: Config): Promise
   return startDaemon(config);
 }
 
-export function startDaemon(config: Config, extra: { pollIntervalMs?: number; batchSize?: number } = {}): Promise<MirrorDaemon> {
+/**
+ * Install ids a daemon ran on, in this test file (a file's tests run one after another): each
+ * daemon leaves a state hash in Redis, which an uninstall without --purge-redis keeps.
+ */
+const startedInstalls = new Set<string>();
+
+export async function startDaemon(config: Config, extra: { pollIntervalMs?: number; batchSize?: number } = {}): Promise<MirrorDaemon> {
+  const client = new pg.Client(clientConfig(config.databaseUrl));
+  await client.connect();
+  try {
+    const id = await client.query<{ value: string }>(`SELECT value FROM ${quoteIdent(config.schema)}.meta WHERE key = 'install_id'`).catch(() => ({ rows: [] as { value: string }[] }));
+    if (id.rows[0] !== undefined) startedInstalls.add(id.rows[0].value);
+  } finally {
+    await client.end();
+  }
   return MirrorDaemon.start({
     databaseUrl: config.databaseUrl,
     redisUrl: config.redisUrl,
