@@ -2,6 +2,7 @@ import { MAX_ARGS_PER_CALL, MAX_BYTES_PER_CALL, MAX_KEYS_PER_CALL, type FramedCa
 import { bulkStringSql, framedHashSql } from './framed-hash.js';
 import { jsonExpression, type TablePlan } from './table-plan.js';
 import { quoteIdent } from '../sql/quote.js';
+import { concatTextSql } from '../sql/concat.js';
 
 /**
  * SQL that frames whole Redis script calls (see REPLACE_LUA in redis/replace.ts): PostgreSQL
@@ -44,7 +45,7 @@ export function keyArgsSql(plan: TablePlan, keyValues: readonly string[], utf8Se
   return {
     inner: `${key}, ${hash.values}`,
     outer:
-      `${kf}, CASE WHEN ${n} = 0 THEN ${DELETE_ARGS} ELSE pg_catalog.concat(${bulkStringSql(`${n}::text`, utf8Server, '$1\r\nh\r\n')}, ${hash.framed}) END AS af, ` +
+      `${kf}, CASE WHEN ${n} = 0 THEN ${DELETE_ARGS} ELSE ${concatTextSql([bulkStringSql(`${n}::text`, utf8Server, '$1\r\nh\r\n'), hash.framed])} END AS af, ` +
       `CASE WHEN ${n} = 0 THEN 1 ELSE 2 + 2 * ${n} END AS na`,
   };
 }

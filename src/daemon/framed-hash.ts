@@ -1,4 +1,5 @@
 import { quoteIdent, quoteLiteral } from '../sql/quote.js';
+import { concatTextSql } from '../sql/concat.js';
 import type { KeyWrite } from '../redis/replace.js';
 
 /**
@@ -19,6 +20,8 @@ export interface FramedHashSql {
   count: string;
   framed: string;
 }
+
+const CRLF = `E'\\r\\n'`;
 
 /** A function takes at most 100 arguments (FUNC_MAX_ARGS); 1,600 columns need two levels. */
 const MAX_ARGS = 100;
@@ -51,22 +54,23 @@ export function framedHashSql(columns: readonly string[], utf8Server: boolean, t
     if (CAST_TYPES.has(oid)) return `t.${quoteIdent(c)}::pg_catalog.text AS v${i}`;
     return `CASE WHEN t.${quoteIdent(c)} IS DISTINCT FROM NULL THEN pg_catalog.concat(t.${quoteIdent(c)}) END AS v${i}`;
   });
-  // One concat() per field: a chain of || allocates a new text at every step.
-  const frames = columns.map((c, i) => `CASE WHEN v.v${i} IS NOT NULL THEN ${bulkStringSql(`v.v${i}`, utf8Server, `$${Buffer.byteLength(c)}\r\n${c}\r\n`)} END`);
+  // A NULL column frames as NULL (see bulkStringSql), which has no field: ''.
+  const frames = columns.map((c, i) => `COALESCE(${bulkStringSql(`v.v${i}`, utf8Server, `$${Buffer.byteLength(c)}\r\n${c}\r\n`)}, '')`);
   const count = chunks(columns.map((_, i) => `v.v${i}`)).map((c) => `pg_catalog.num_nonnulls(${c.join(', ')})`);
-  const framed = chunks(chunks(frames).map((c) => `pg_catalog.concat(${c.join(', ')})`)).map((c) => `pg_catalog.concat(${c.join(', ')})`);
-  return { values: values.join(', '), count: count.join(' + '), framed: framed.join(' || ') };
+  return { values: values.join(', '), count: count.join(' + '), framed: concatTextSql(frames) };
 }
 
 /**
- * SQL for the RESP bulk string of a (non-NULL) text expression, as bulkString() frames it: its
- * length in bytes of the UTF-8 the connection receives (see framedHashSql); after `head`, text
- * to put before it. The expression appears twice: make it a column, not a computation.
+ * SQL for the RESP bulk string of a text expression, as bulkString() frames it: its length in
+ * bytes of the UTF-8 the connection receives (see framedHashSql); after `head`, text to put
+ * before it. NULL for a NULL value. The expression appears twice: make it a column, not a
+ * computation.
  */
 export function bulkStringSql(value: string, utf8Server: boolean, head = ''): string {
   const bytes = utf8Server ? `pg_catalog.octet_length(${value})` : `pg_catalog.octet_length(pg_catalog.convert_to(${value}, 'UTF8'))`;
-  return `pg_catalog.concat(${quoteLiteral(`${head}$`)}, ${bytes}, E'\\r\\n', ${value}, E'\\r\\n')`;
+  return concatTextSql([quoteLiteral(`${head}$`), `${bytes}::pg_catalog.text`, CRLF, value, CRLF]);
 }
+
 
 /**
  * The write for a framed hash row: a row without fields has no key (Redis holds no empty

@@ -1,5 +1,6 @@
 import { UserError } from '../errors.js';
 import { quoteLiteral } from '../sql/quote.js';
+import { concatTextSql } from '../sql/concat.js';
 
 /**
  * Redis key layout of one table: `<prefix><schema>.<table>:<k1>[:<k2>...]` by default, or
@@ -81,7 +82,7 @@ export function keyLayout(spec: KeyLayoutSpec): KeyLayout {
     return {
       build: (values) => head + values.map(escapeKeyValue).join(':'),
       sql: (values, plain = []) =>
-        `pg_catalog.concat(${[quoteLiteral(head), ...values.map((v, i) => (plain[i] === true ? v : escapeKeyValueSql(v))).flatMap((v, i) => (i === 0 ? [v] : [`':'`, v]))].join(', ')})`,
+        concatTextSql([quoteLiteral(head), ...values.map((v, i) => (plain[i] === true ? v : escapeKeyValueSql(v))).flatMap((v, i) => (i === 0 ? [v] : [`':'`, v]))]),
       pattern: `${escapeGlob(head)}*`,
       parse(key) {
         if (!key.startsWith(head)) return null;
@@ -99,10 +100,10 @@ export function keyLayout(spec: KeyLayoutSpec): KeyLayout {
       return key;
     },
     sql: (values, plain = []) =>
-      `pg_catalog.concat(${[
+      concatTextSql([
         quoteLiteral(prefix),
         ...segments.map((s) => ('literal' in s ? quoteLiteral(s.literal) : plain[s.column] === true ? values[s.column]! : escapeKeyValueSql(values[s.column] ?? "''"))),
-      ].join(', ')})`,
+      ]),
     pattern: escapeGlob(prefix) + segments.map((s) => ('literal' in s ? escapeGlob(s.literal) : '*')).join(''),
     parse(key) {
       if (!key.startsWith(prefix)) return null;
