@@ -134,6 +134,54 @@ describe('sync', () => {
     }
   });
 
+  it('replaces each key whole: fields the row no longer has, keys of another type and old TTLs go (hash and json)', async () => {
+    const config = await table('copy_replace', 40);
+    await scratch.pool.query(`UPDATE copy_replace SET note = NULL WHERE id = 5`);
+    const key = (id: number): string => `${scratch.prefix}public.copy_replace:${id}`;
+    const prepare = async (): Promise<void> => {
+      await scratch.redis.del(key(1), key(2), key(3), key(4), key(5), key(6));
+      await scratch.redis.hset(key(1), 'v', '1', 'note', 'row 1', 'id', '1', 'gone', 'x');
+      await scratch.redis.set(key(2), 'a string');
+      await scratch.redis.rpush(key(3), 'a', 'list');
+      await scratch.redis.hset(key(4), 'v', 'old', 'note', 'old', 'id', '4');
+      await scratch.redis.expire(key(4), 1000);
+      await scratch.redis.hset(key(5), 'v', '5', 'note', 'row 5', 'id', '5');
+      await scratch.redis.hset(key(6), 'unrelated', 'field');
+    };
+    await prepare();
+    const [result] = await syncTables(scratch.pool, scratch.redis, { schema: config.schema, pageSize: 16 });
+    expect(result!.rows).toBe(40);
+    expect(await scratch.redis.hgetall(key(1))).toEqual({ id: '1', v: '1', note: 'row 1' });
+    expect(await scratch.redis.hgetall(key(2))).toEqual({ id: '2', v: '2', note: 'row 2' });
+    expect(await scratch.redis.hgetall(key(3))).toEqual({ id: '3', v: '3', note: 'row 3' });
+    expect(await scratch.redis.ttl(key(4))).toBe(-1);
+    expect(await scratch.redis.hgetall(key(5))).toEqual({ id: '5', v: '5' });
+    expect(await scratch.redis.hgetall(key(6))).toEqual({ id: '6', v: '6', note: 'row 6' });
+    await expectMirrorClean(scratch, config);
+
+    const json = { ...config, tables: config.tables.map((t) => ({ ...t, format: 'json' as const })) };
+    await install(json, scratch.pool);
+    await prepare();
+    await syncTables(scratch.pool, scratch.redis, { schema: config.schema, pageSize: 16 });
+    expect(await scratch.redis.get(key(3))).toBe('{"v": 3, "id": 3, "note": "row 3"}');
+    expect(await scratch.redis.ttl(key(4))).toBe(-1);
+    await expectMirrorClean(scratch, json);
+  });
+
+  it('pages through a composite key whose text order differs from its order (int, text)', async () => {
+    await scratch.pool.query(`CREATE TABLE copy_composite (a int, b text, v int NOT NULL, PRIMARY KEY (a, b))`);
+    // a = 9 sorts after a = 10 as text; b = 'B' before 'a' in byte order but not in every collation.
+    await scratch.pool.query(`INSERT INTO copy_composite SELECT a, b, a FROM generate_series(1, 120) a, unnest(ARRAY['a', 'B', 'b:c', 'z']) b`);
+    const config = scratch.config(['public.copy_composite'], { schema: `sync_${++counter}` });
+    await install(config, scratch.pool);
+    for (const pageSize of [7, 480, 1000]) {
+      await scratch.redis.del(...(await scratch.redis.keys(`${scratch.prefix}public.copy_composite:*`)).concat(`${scratch.prefix}none`));
+      const [result] = await syncTables(scratch.pool, scratch.redis, { schema: config.schema, pageSize });
+      expect(result!.rows).toBe(480);
+      await expectMirrorClean(scratch, config);
+    }
+  });
+
   it('refuses a table that is not mirrored', async () => {
     const config = await table('copy_known', 10);
     await expect(syncTables(scratch.pool, scratch.redis, { schema: config.schema, tables: [{ schema: 'public', name: 'nope' }] })).rejects.toThrow(

@@ -185,5 +185,5 @@ export function describeRedisFailure(error: unknown, redisUrl: string, what: str
 /** Errors raised by ioredis rather than by PostgreSQL. */
 export function isRedisError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  return error.name === 'ReplyError' || error.name === 'MaxRetriesPerRequestError' || /Connection is closed|Stream isn't writeable|enableOfflineQueue/.test(error.message);
+  return error.name === 'ReplyError' || error.name === 'RedisPipeError' || error.name === 'MaxRetriesPerRequestError' || /Connection is closed|Stream isn't writeable|enableOfflineQueue/.test(error.message);
 }

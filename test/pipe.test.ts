@@ -1,0 +1,77 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectRedis } from '../src/redis/connect.js';
+import { command, RespPipe } from '../src/redis/pipe.js';
+import { makeCertificates, type Certificates } from './helpers/certs.js';
+import { TestRedisServer } from './helpers/redis-server.js';
+
+// The copy's own connection (src/redis/pipe.ts) must reach the same server, user and database
+// as ioredis does, or the copy falls back to the slower script path without saying so.
+
+const PASSWORD = 'pipe-Secret-77a1';
+let server: TestRedisServer;
+let certs: Certificates;
+let certDir: string;
+
+beforeAll(async () => {
+  certDir = mkdtempSync(join(tmpdir(), 'prm-pipe-tls-'));
+  certs = makeCertificates(certDir);
+  server = await TestRedisServer.start(undefined, { tls: certs, users: [{ name: 'copier', password: PASSWORD }] });
+});
+afterAll(async () => {
+  await server?.stop();
+  rmSync(certDir, { recursive: true, force: true });
+});
+
+describe('RespPipe', () => {
+  it('logs in as ioredis does (TLS, ACL user, database number) and counts replies, errors and mismatches', async () => {
+    const redis = await connectRedis(`rediss://copier:${PASSWORD}@localhost:${server.port}/3?tls_ca=${certs.ca}`);
+    const pipe = await RespPipe.open(redis);
+    try {
+      expect(pipe).not.toBeNull();
+      const writes = command('HSET', 'h', 'a', '1', 'b', '2') + command('HLEN', 'h') + command('SET', 's', 'x') + command('HSET', 's', 'a', '1') + command('HLEN', 'h');
+      // HLEN is checked at replies 1 and 4 (stride 3): 2 as expected, then 2 against 3.
+      const tally = await pipe!.send(writes, { replies: 5, stride: 3, checkedAt: 1, expected: Int32Array.from([2, 3]) });
+      expect(tally).toEqual({ errors: 1, errorTexts: [expect.stringMatching(/^WRONGTYPE/)], mismatches: 1 });
+      expect(await redis.hgetall('h')).toEqual({ a: '1', b: '2' });
+      expect(await redis.get('s')).toBe('x');
+      // Written where ioredis reads: database 3, as the copier.
+      expect(await redis.call('CLIENT', 'LIST')).toMatch(/name=pg-redis-mirror-copy .*db=3 .*user=copier/);
+      // Many sends in flight at once are answered in order, and replies split across reads are joined.
+      const big = 'v'.repeat(100_000);
+      const counts = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => pipe!.send(command('SET', `k${i}`, big) + command('STRLEN', `k${i}`), { replies: 2, stride: 2, checkedAt: 1, expected: Int32Array.from([100_000]) })),
+      );
+      expect(counts.every((t) => t.errors === 0 && t.mismatches === 0)).toBe(true);
+    } finally {
+      pipe?.close();
+      await redis.flushdb();
+      redis.disconnect();
+    }
+  });
+
+  it('rejects what is in flight and what comes after when the server goes away', async () => {
+    const own = await TestRedisServer.start();
+    const redis = await connectRedis(own.url);
+    const pipe = await RespPipe.open(redis);
+    try {
+      const slow = pipe!.send(command('BLPOP', 'nothing', '10'), { replies: 1 });
+      await own.stop();
+      await expect(slow).rejects.toThrow(/Connection is closed|Redis connection failed/);
+      await expect(pipe!.send(command('PING'), { replies: 1 })).rejects.toMatchObject({ name: 'RedisPipeError' });
+    } finally {
+      pipe?.close();
+      redis.disconnect();
+    }
+  });
+
+  it('is not opened to a server it cannot reach (the copy then writes through ioredis)', async () => {
+    const own = await TestRedisServer.start();
+    const redis = await connectRedis(own.url);
+    await own.stop();
+    expect(await RespPipe.open(redis)).toBeNull();
+    redis.disconnect();
+  });
+});
