@@ -57,9 +57,10 @@ describe('RespPipe', () => {
     const redis = await connectRedis(own.url);
     const pipe = await RespPipe.open(redis);
     try {
-      const slow = pipe!.send(command('BLPOP', 'nothing', '10'), { replies: 1 });
+      // Expected before the server stops, so that its rejection is never unhandled.
+      const slow = expect(pipe!.send(command('BLPOP', 'nothing', '10'), { replies: 1 })).rejects.toThrow(/Connection is closed|Redis connection failed/);
       await own.stop();
-      await expect(slow).rejects.toThrow(/Connection is closed|Redis connection failed/);
+      await slow;
       await expect(pipe!.send(command('PING'), { replies: 1 })).rejects.toMatchObject({ name: 'RedisPipeError' });
     } finally {
       pipe?.close();
