@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { install } from '../src/install/install.js';
 import { loadRegistry } from '../src/daemon/registry.js';
-import { buildApplyStatement, claimAndRead, type AppliedBatch } from '../src/daemon/apply-statement.js';
+import { buildApplyStatement, claimAndRead, type AppliedBatch, type WriteForm } from '../src/daemon/apply-statement.js';
 import { createDb } from '../src/db/kysely.js';
+import { keysOf } from '../src/redis/fenced-block.js';
 import { createScratch, type Scratch } from './helpers/scratch.js';
 
 // The daemon's claim-and-read statement on its own: what a batch holds decides what Redis gets.
@@ -24,9 +25,9 @@ describe('the claim-and-read statement', () => {
   let generation = 0;
 
   /** Claims one batch with a statement built from the registry as it is now, then rolls back. */
-  async function claim(maxKeys = 1000, fromId = 0n, framedCalls = false): Promise<AppliedBatch> {
+  async function claim(maxKeys = 1000, fromId = 0n, writes: WriteForm = 'rows'): Promise<AppliedBatch> {
     const registry = await loadRegistry(createDb(scratch.pool), 'redis_mirror');
-    const statement = buildApplyStatement({ toolSchema: 'redis_mirror', plans: [...registry.plans.values()], maxKeys, generation: ++generation, utf8Server: true, framedCalls });
+    const statement = buildApplyStatement({ toolSchema: 'redis_mirror', plans: [...registry.plans.values()], maxKeys, generation: ++generation, utf8Server: true, writes });
     const client = await scratch.pool.connect();
     try {
       await client.query('BEGIN');
@@ -78,7 +79,7 @@ describe('the claim-and-read statement', () => {
     await scratch.pool.query(`INSERT INTO one (id) SELECT g FROM generate_series(1000, 2199) g`);
     // Each claim is rolled back: both read the same journal.
     const perKey = await claim(5000);
-    const framed = await claim(5000, 0n, true);
+    const framed = await claim(5000, 0n, 'calls');
     expect(framed.steps.flatMap((s) => s.writes)).toEqual([]);
     expect(framed.result).toEqual(perKey.result);
     const calls = framed.steps.flatMap((s) => s.calls);
@@ -106,6 +107,55 @@ describe('the claim-and-read statement', () => {
     expect(decoded).toEqual(expected);
     expect(decoded.get(`${scratch.prefix}public.two:k\\:1\\\\:7`)?.[0]).toBe('s');
     expect(decoded.get(`${scratch.prefix}public.one:3`)).toEqual(['d']);
+    await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
+  });
+
+  it('frames plain commands for MULTI ... EXEC that leave each key exactly as its row (standalone Redis)', async () => {
+    // As above, plus rows with some NULL columns, whose fields must go (HDEL).
+    await scratch.pool.query(`TRUNCATE one, two; TRUNCATE redis_mirror.journal`);
+    await scratch.pool.query(`INSERT INTO one VALUES (1, true, 'ab', '10.0.0.1', 'x:\\y'), (2, NULL, NULL, NULL, NULL), (3, false, NULL, NULL, 'é €'), (4, NULL, 'cd', NULL, 'z')`);
+    await scratch.pool.query(`INSERT INTO two VALUES ('k:1\\', 7, 'v'), ('ü', -1, NULL), ('gone', 0, NULL)`);
+    await scratch.pool.query(`DELETE FROM one WHERE id = 3; DELETE FROM two WHERE a = 'gone'`);
+    await scratch.pool.query(`INSERT INTO one (id) SELECT g FROM generate_series(1000, 2199) g`);
+    const perKey = await claim(5000);
+    const framed = await claim(5000, 0n, 'commands');
+    expect(framed.steps.flatMap((s) => [...s.writes, ...s.calls])).toEqual([]);
+    expect(framed.result).toEqual(perKey.result);
+    const blocks = framed.steps.flatMap((s) => s.blocks);
+    // 1,204 keys of `one` (at most 1,000 a block) and 3 of `two`.
+    expect(blocks.map((b) => b.layout.keys).sort((a, b) => a - b)).toEqual([3, 204, 1000]);
+    const decoded = new Map<string, string[][]>();
+    for (const block of blocks) {
+      const commands = respCommands(block.text);
+      expect(commands).toHaveLength(block.layout.commands);
+      // The layout points at each HLEN; keysOf (for rewriting keys whole) finds each key written, in order.
+      const hlens = [...block.layout.checks.at].map((at) => commands[at]!);
+      expect(hlens.every((c) => c[0] === 'HLEN')).toBe(true);
+      const keys = keysOf(block.text);
+      expect(keys).toHaveLength(block.layout.keys);
+      const written: string[] = [];
+      for (const command of commands) {
+        const key = command[1]!;
+        if (!decoded.has(key)) written.push(key);
+        decoded.set(key, [...(decoded.get(key) ?? []), command]);
+      }
+      expect(written).toEqual(keys);
+      expect([...block.layout.checks.expected]).toEqual(hlens.map((c) => decoded.get(c[1]!)!.find((d) => d[0] === 'HSET')!.length / 2 - 1));
+    }
+    const columns = ['id', 'flag', 'code', 'addr', 'name'];
+    const expected = new Map(
+      perKey.steps.flatMap((s) => s.writes).map((w): [string, string[][]] => {
+        if ('encoded' in w) {
+          const fields = bulkStrings(w.encoded);
+          const nulls = columns.filter((c) => !fields.includes(c));
+          return [w.key, [['HSET', w.key, ...fields], ...(nulls.length > 0 ? [['HDEL', w.key, ...nulls]] : []), ['HLEN', w.key]]];
+        }
+        if ('json' in w) return [w.key, [['SET', w.key, w.json]]];
+        return [w.key, [['DEL', w.key]]];
+      }),
+    );
+    expect(decoded).toEqual(expected);
+    expect(decoded.get(`${scratch.prefix}public.one:4`)).toContainEqual(['HDEL', `${scratch.prefix}public.one:4`, 'flag', 'addr']);
     await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
   });
 
@@ -179,6 +229,28 @@ describe('the claim-and-read statement', () => {
     expect(fresh.steps.flatMap((s) => s.writes).map((w) => w.key)).toEqual([`${scratch.prefix}public.later:1`]);
   });
 });
+
+/** The RESP commands (`*<n>\r\n` and n bulk strings) that `text` is made of. */
+function respCommands(text: string): string[][] {
+  const bytes = Buffer.from(text);
+  const out: string[][] = [];
+  let at = 0;
+  while (at < bytes.length) {
+    expect(String.fromCharCode(bytes[at]!)).toBe('*');
+    let head = bytes.indexOf('\r\n', at);
+    const n = Number(bytes.subarray(at + 1, head).toString());
+    at = head + 2;
+    const command: string[] = [];
+    for (let i = 0; i < n; i++) {
+      head = bytes.indexOf('\r\n', at);
+      const length = Number(bytes.subarray(at + 1, head).toString());
+      command.push(bytes.subarray(head + 2, head + 2 + length).toString());
+      at = head + 4 + length;
+    }
+    out.push(command);
+  }
+  return out;
+}
 
 /** The RESP bulk strings (`$<bytes>\r\n<text>\r\n`...) that `text` is made of. */
 function bulkStrings(text: string): string[] {

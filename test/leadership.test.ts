@@ -4,6 +4,9 @@ import { install } from '../src/install/install.js';
 import { syncTables } from '../src/sync/sync.js';
 import { verifyMirror, isClean } from '../src/verify/verify.js';
 import { writeKeys } from '../src/redis/replace.js';
+import { writeBlock, type CommandBlock } from '../src/redis/fenced-block.js';
+import { command, RespPipe } from '../src/redis/pipe.js';
+import { parseLayout } from '../src/daemon/framed-commands.js';
 import type { MirrorDaemon } from '../src/daemon/daemon.js';
 import { spawnCli, type RunningCli } from './helpers/cli.js';
 import { TestRedisServer } from './helpers/redis-server.js';
@@ -80,6 +83,33 @@ describe('leadership', () => {
     expect(await scratch.redis.exists(`${scratch.prefix}fenced`)).toBe(0);
     await writeKeys(scratch.redis, [{ key: `${scratch.prefix}fenced`, hash: ['a', '1'] }], { ...fence, token: '6' });
     expect(await scratch.redis.hget(`${scratch.prefix}fenced`, 'a')).toBe('1');
+  });
+
+  it('refuses MULTI ... EXEC writes the same way, and replaces whole a key the commands could not', async () => {
+    const fence = { key: `${scratch.prefix}state:multi`, token: '5' };
+    await scratch.redis.hset(fence.key, 'leader', '6');
+    const pipe = (await RespPipe.open(scratch.redis))!;
+    const [a, b] = [`${scratch.prefix}multi:a`, `${scratch.prefix}multi:b`];
+    // a: HSET x, HLEN = 1; b: HSET x y, HLEN = 2, as the daemon's statement frames them.
+    const block: CommandBlock = {
+      text: command('HSET', a, 'x', '1') + command('HLEN', a) + command('HSET', b, 'x', '2', 'y', '3') + command('HLEN', b),
+      layout: parseLayout('1,2', 2, 0),
+    };
+    try {
+      await expect(writeBlock(pipe, block, fence)).rejects.toThrow(/FENCED/);
+      expect(await scratch.redis.exists(a, b)).toBe(0);
+      // Then current: a holds a field of no column, b is of another type. Both end up exactly as written.
+      await scratch.redis.hset(a, 'gone', 'z');
+      await scratch.redis.set(b, 'a string');
+      await writeBlock(pipe, block, { ...fence, token: '6' });
+      expect(await scratch.redis.hgetall(a)).toEqual({ x: '1' });
+      expect(await scratch.redis.hgetall(b)).toEqual({ x: '2', y: '3' });
+      // A token raised while the pipe waits is seen at the next block.
+      await scratch.redis.hset(fence.key, 'leader', '7');
+      await expect(writeBlock(pipe, block, { ...fence, token: '6' })).rejects.toThrow(/FENCED/);
+    } finally {
+      pipe.close();
+    }
   });
 });
 

@@ -155,12 +155,16 @@ describe('least privilege', () => {
     expect(left.rows[0].s).toBeNull();
   });
 
-  it('the Redis ACL user of the README (the prefix\'s keys, read, write, scripting, scan, info) is enough for the daemon, sync and verify', async () => {
-    await scratch.pool.query(`CREATE TABLE public.acl_items (id int PRIMARY KEY, v text); INSERT INTO public.acl_items SELECT g, 'v' || g FROM generate_series(1, 50) g`);
-    const rules = [`~${scratch.prefix}*`, '~pg-redis-mirror:state:*', '+@read', '+@write', '+@scripting', '+@connection', '+scan', '+info'];
+  // Without @transaction (the README's user before the daemon wrote with MULTI), the daemon writes through scripts.
+  it.each([
+    { name: 'acl_items', transaction: true },
+    { name: 'acl_old', transaction: false },
+  ])('the Redis ACL user of the README (the prefix\'s keys, read, write, scripting, transaction, scan, info) is enough for the daemon, sync and verify (with @transaction: $transaction)', async ({ name, transaction }) => {
+    await scratch.pool.query(`CREATE TABLE public.${name} (id int PRIMARY KEY, v text); INSERT INTO public.${name} SELECT g, 'v' || g FROM generate_series(1, 50) g`);
+    const rules = [`~${scratch.prefix}*`, '~pg-redis-mirror:state:*', '+@read', '+@write', '+@scripting', ...(transaction ? ['+@transaction'] : []), '+@connection', '+scan', '+info'];
     const server = await TestRedisServer.start(undefined, { users: [{ name: 'mirror', password: 'acl-pass', rules }] });
     const redisUrl = `redis://mirror:acl-pass@127.0.0.1:${server.port}`;
-    const config = scratch.config(['public.acl_items'], { schema: 'mirror_acl', redisUrl });
+    const config = scratch.config([`public.${name}`], { schema: `mirror_acl_${name}`, redisUrl });
     let daemon: MirrorDaemon | undefined;
     const redis = await connectRedis(redisUrl);
     try {
@@ -171,12 +175,15 @@ describe('least privilege', () => {
       // Nothing the user did not ask for, such as ioredis warning that its ready check was refused.
       expect(sync.stderr).toBe('');
       daemon = await startDaemon(config, { pollIntervalMs: 200 });
-      await scratch.pool.query(`UPDATE public.acl_items SET v = 'changed' WHERE id < 10; DELETE FROM public.acl_items WHERE id > 40`);
+      await scratch.pool.query(`UPDATE public.${name} SET v = 'changed' WHERE id < 10; DELETE FROM public.${name} WHERE id > 40`);
       await settle(scratch, config);
-      expect(await redis.hget(`${scratch.prefix}public.acl_items:3`, 'v')).toBe('changed');
-      await scratch.pool.query(`TRUNCATE public.acl_items; INSERT INTO public.acl_items VALUES (1, 'again')`);
+      expect(await redis.hget(`${scratch.prefix}public.${name}:3`, 'v')).toBe('changed');
+      await scratch.pool.query(`TRUNCATE public.${name}; INSERT INTO public.${name} VALUES (1, 'again')`);
       await settle(scratch, config);
       expect(isClean(await verifyMirror(scratch.pool, redis, { schema: config.schema }))).toBe(true);
+      // Which way the daemon wrote (sync writes neither EXEC nor scripts, verify has not repaired yet).
+      const stats = String(await redis.info('commandstats'));
+      expect([/cmdstat_exec:calls=[1-9]/.test(stats), /cmdstat_evalsha:calls=[1-9]/.test(stats)]).toEqual([transaction, !transaction]);
       const verify = await runCli(['--schema', config.schema, 'verify', '--repair'], { env: { DATABASE_URL: scratch.databaseUrl, REDIS_URL: redisUrl } });
       expect(verify.code, show(verify)).toBe(0);
     } finally {

@@ -6,6 +6,9 @@ import type { BatchResult, BatchStep, ReadBatch } from './apply-batch.js';
 import { jsonExpression, type TablePlan } from './table-plan.js';
 import { framedHashSql, framedHashWrite } from './framed-hash.js';
 import { callsSql, framedCall, keyArgsSql } from './framed-call.js';
+import { keyCommandsSql, parseLayout, ttlCommandsPerKey } from './framed-commands.js';
+import { MAX_BYTES_PER_CALL } from '../redis/replace.js';
+import type { CommandBlock } from '../redis/fenced-block.js';
 
 /**
  * The daemon's whole PostgreSQL side of a batch in one statement: claim the oldest journal
@@ -21,9 +24,13 @@ import { callsSql, framedCall, keyArgsSql } from './framed-call.js';
  * - 'u': `rel` is not in this statement's tables (installed since it was built).
  * - 'r': one key of `rel`: k1..kW its key texts, found, n = fields, value = the framed fields
  *   (hash format) or the JSON document.
- * - 'a': instead of 'r' rows with framedCalls: one script call's worth of keys of `rel` (see
- *   framed-call.ts): k1 = the framed keys, n = how many, value = the framed arguments,
+ * - 'a': instead of 'r' rows, with writes 'calls': one script call's worth of keys of `rel`
+ *   (see framed-call.ts): k1 = the framed keys, n = how many, value = the framed arguments,
  *   last = how many arguments.
+ * - 'p': instead of 'r' rows, with writes 'commands': one transaction's worth of keys of `rel`
+ *   as plain commands (see framed-commands.ts): n = how many keys, value = the commands, last
+ *   = their layout. Tables with change events (stream, publish) have 'a'
+ *   rows instead: their script writes each event beside its key.
  *
  * The claimed rows are deleted by their ctid, found in the same statement (a TID scan, whatever
  * the planner thinks of the journal's size); journal rows are never updated, so a ctid cannot
@@ -41,9 +48,17 @@ export interface ApplyStatement {
   /** Widest key among the tables (columns k1..kW). */
   keyWidth: number;
   utf8Server: boolean;
-  /** 'a' rows instead of 'r' rows. */
-  framedCalls: boolean;
+  writes: WriteForm;
 }
+
+/**
+ * What the statement returns for each key: its row ('r', for a Redis Cluster, where the daemon
+ * works out each key's hash slot), script calls ('a'), or commands for MULTI ... EXEC ('p').
+ */
+export type WriteForm = 'rows' | 'calls' | 'commands';
+
+/** Keys per MULTI ... EXEC: Redis serves no other client while it runs one (~3 µs per key). */
+export const MAX_KEYS_PER_BLOCK = 1000;
 
 /**
  * Most keys the capture functions put in one journal row (sql/table.sql chunks bigger
@@ -72,16 +87,14 @@ export interface ApplyStatementOptions {
   generation: number;
   utf8Server: boolean;
   group?: string;
-  /**
-   * Return each table's keys as whole script calls ('a' rows, see framed-call.ts) rather than
-   * one 'r' row per key: for a standalone Redis.
-   */
-  framedCalls?: boolean;
+  /** 'rows' unless given. */
+  writes?: WriteForm;
 }
 
 export function buildApplyStatement(options: ApplyStatementOptions): ApplyStatement {
   const { toolSchema, plans, maxKeys, generation, utf8Server } = options;
   const group = options.group ?? DEFAULT_GROUP;
+  const writes = options.writes ?? 'rows';
   if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) throw new Error(`batch size must be a positive integer, not ${maxKeys}`);
   const journal = `${quoteIdent(toolSchema)}.journal`;
   const keyWidth = Math.max(1, ...plans.map((p) => p.keyColumns.length));
@@ -99,7 +112,10 @@ export function buildApplyStatement(options: ApplyStatementOptions): ApplyStatem
       `coalesce(sum(coalesce(array_length(c.keys, 1), 1)), 0)::int, min(c.created_at)::text, max(c.id)::text FROM c`,
     `SELECT 't', t.rel, ${nullKeys.join(', ')}, NULL::bool, NULL::int, NULL::text, NULL::text FROM t`,
     `SELECT 'u', u.rel, ${nullKeys.join(', ')}, NULL::bool, NULL::int, NULL::text, NULL::text FROM (SELECT DISTINCT c.rel FROM c${oids.length > 0 ? ` WHERE c.rel NOT IN (${oids.join(', ')})` : ''}) u`,
-    ...plans.map((plan) => (options.framedCalls === true ? callsBranch(plan, keyWidth, utf8Server) : tableBranch(plan, keyWidth, utf8Server))),
+    ...plans.map((plan) => {
+      if (writes === 'rows') return tableBranch(plan, keyWidth, utf8Server);
+      return writes === 'commands' && plan.events === null ? commandsBranch(plan, keyWidth, utf8Server) : callsBranch(plan, keyWidth, utf8Server);
+    }),
   ];
   const text = `WITH c AS (
   DELETE FROM ${journal}
@@ -118,7 +134,7 @@ k AS (
   WHERE c.op = 'k' AND NOT EXISTS (SELECT FROM t WHERE t.rel = c.rel AND t.id > c.id)
 )
 ${parts.join('\nUNION ALL\n')}`;
-  return { name: `prm_apply_${generation}`, text, keyWidth, utf8Server, framedCalls: options.framedCalls === true };
+  return { name: `prm_apply_${generation}`, text, keyWidth, utf8Server, writes };
 }
 
 /** A batch's key texts of one table, canonical (as its type prints them), and the join to its rows. */
@@ -155,6 +171,28 @@ function callsBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): st
   return `SELECT 'a', ${plan.oid}::oid, c.key_text, ${unused.map((u) => `${u}, `).join('')}NULL::bool, c.keys, c.arg_text, c.args::text FROM (${callsSql(keyRows)}) c`;
 }
 
+/**
+ * The 'p' rows of one table: its keys in this batch as plain commands, in blocks of at most
+ * MAX_KEYS_PER_BLOCK keys and MAX_BYTES_PER_CALL bytes (n = keys, value = commands, last =
+ * layout). The aggregates of a block read its rows in one order, so the commands and the
+ * layout line up.
+ */
+function commandsBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): string {
+  const { keys, join } = keyJoin(plan);
+  const key = keyCommandsSql(plan, keys, utf8Server, plan.ttl);
+  const keyRows = `SELECT ${key.inner} FROM (SELECT * FROM k WHERE k.rel = ${plan.oid}) k LEFT JOIN ${plan.source} ON ${join}`;
+  // OFFSET 0 keeps each level whole, so each value is framed once (see framed-call.ts).
+  const commands = `SELECT ${key.commands} AS cmd, ${key.entry} AS e FROM (SELECT ${key.mid} FROM (${keyRows} OFFSET 0) v OFFSET 0) x`;
+  const numbered =
+    `SELECT y.cmd, y.e, count(*) OVER w AS rn, sum(pg_catalog.octet_length(y.cmd)) OVER w AS bytes ` +
+    `FROM (${commands} OFFSET 0) y WINDOW w AS (ROWS UNBOUNDED PRECEDING)`;
+  const blocks =
+    `SELECT count(*)::int AS keys, pg_catalog.string_agg(z.cmd, '') AS text, pg_catalog.string_agg(z.e, ',') AS layout ` +
+    `FROM (${numbered}) z GROUP BY (z.rn - 1) / ${MAX_KEYS_PER_BLOCK}, (z.bytes - 1) / ${MAX_BYTES_PER_CALL}`;
+  const unused = Array.from({ length: keyWidth - 1 }, () => 'NULL::text');
+  return `SELECT 'p', ${plan.oid}::oid, NULL::text, ${unused.map((u) => `${u}, `).join('')}NULL::bool, b.keys, b.text, b.layout FROM (${blocks}) b`;
+}
+
 export interface AppliedBatch extends ReadBatch {
   /** Keys claimed (before folding duplicates); 0 when the journal was empty. */
   claimedKeys: number;
@@ -176,7 +214,7 @@ export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatem
   const stepOf = (plan: TablePlan) => {
     let step = steps.get(plan.oid);
     if (step === undefined) {
-      step = { truncatePattern: undefined, writes: [], calls: [], plan };
+      step = { truncatePattern: undefined, writes: [], calls: [], blocks: [], plan };
       steps.set(plan.oid, step);
     }
     return step;
@@ -192,6 +230,12 @@ export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatem
       const plan = plans.get(Number(row[1]))!;
       const keys = Number(row[3 + width]);
       stepOf(plan).calls.push(framedCall(plan.display, keys, row[2]!, Number(row[5 + width]), row[4 + width]!, statement.utf8Server));
+      result.keys += keys;
+      result.tables[plan.display] = (result.tables[plan.display] ?? 0) + keys;
+    } else if (kind === 'p') {
+      const plan = plans.get(Number(row[1]))!;
+      const keys = Number(row[3 + width]);
+      stepOf(plan).blocks.push(commandBlock(plan, keys, row[4 + width]!, row[5 + width]!, statement.utf8Server));
       result.keys += keys;
       result.tables[plan.display] = (result.tables[plan.display] ?? 0) + keys;
     } else if (kind === 't') {
@@ -224,4 +268,12 @@ function rowWrite(plan: TablePlan, row: readonly (string | null)[], statement: A
   const value = row[4 + width]!;
   if (plan.format === 'json') return { key, json: value };
   return framedHashWrite(key, Number(row[3 + width]), value, statement.utf8Server, plan.display);
+}
+
+/** A block read from PostgreSQL, checked as framedCall checks a call. */
+function commandBlock(plan: TablePlan, keys: number, text: string, layout: string, utf8Server: boolean): CommandBlock {
+  if (!utf8Server && text.includes('\uFFFD')) {
+    throw new Error(`a row of ${plan.display} holds text that is not valid UTF-8; it cannot be mirrored`);
+  }
+  return { text, layout: parseLayout(layout, keys, ttlCommandsPerKey(plan.format, plan.ttl)) };
 }

@@ -14,6 +14,7 @@ import { quoteIdent } from '../sql/quote.js';
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
 import { listenForWakeups, type WakeupListener } from './wakeups.js';
+import { WritePipe } from './write-pipe.js';
 import { JournalVacuum } from './journal-vacuum.js';
 import { applyLockKey, leaderLockKey, wakeLockKey } from '../install/names.js';
 import { randomUUID } from 'node:crypto';
@@ -124,6 +125,9 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   /** Compare Redis' data generation with PostgreSQL's before the next drain (see checkRedisEpoch). */
   private epochCheckDue = true;
   private readonly vacuum: JournalVacuum;
+  private readonly pipe: WritePipe;
+  /** Whether batches go to Redis as MULTI ... EXEC on the pipe (see WritePipe.usable); else as script calls. */
+  private pipeWrites = false;
 
   private constructor(
     private readonly options: DaemonOptions,
@@ -142,6 +146,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.wakeLock = wakeLockKey(options.schema, this.scope.group);
     this.leaderLock = leaderLockKey(options.schema, this.scope.group);
     this.vacuum = new JournalVacuum(pool, options.schema, this.logger);
+    this.pipe = new WritePipe(redis);
   }
 
   /** Connects to both servers (failing fast with a clear error), loads the registry and drains. */
@@ -178,6 +183,13 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       this.stateKeyName = stateKey(this.stateId);
     } finally {
       client.release();
+    }
+    const pipe = await this.pipe.usable(this.stateKeyName).catch((error: unknown) => ({ usable: false, reason: errorMessage(error) }));
+    if (pipe.usable) {
+      this.pipeWrites = true;
+      this.buildStatement();
+    } else if (pipe.reason !== undefined) {
+      this.logger.info({ reason: pipe.reason }, 'writing through Lua scripts (more Redis CPU per key): the daemon cannot use WATCH/MULTI/EXEC on its own connection; an ACL user needs +@transaction');
     }
     this.redis.on('error', (error: unknown) => this.logger.debug({ err: errorMessage(error) }, 'Redis connection error'));
     let redisAttempt = 0;
@@ -325,6 +337,10 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.ignoredRels.clear();
     const encoding = await sql<{ encoding: string }>`SELECT pg_catalog.current_setting('server_encoding') AS encoding`.execute(this.db);
     this.utf8Server = encoding.rows[0]?.encoding === 'UTF8';
+    this.buildStatement();
+  }
+
+  private buildStatement(): void {
     this.statement = buildApplyStatement({
       toolSchema: this.options.schema,
       plans: [...this.plans.values()],
@@ -332,7 +348,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       generation: ++this.generation,
       utf8Server: this.utf8Server,
       group: this.scope.group,
-      framedCalls: !isCluster(this.redis),
+      writes: this.pipeWrites ? 'commands' : isCluster(this.redis) ? 'rows' : 'calls',
     });
   }
 
@@ -455,7 +471,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
         }
         batch.result.skipped = batch.unknown.length;
         await writing;
-        writing = writeBatch(this.redis, batch, this.fence!);
+        writing = writeBatch(this.redis, batch, this.fence!, this.pipeWrites ? this.pipe : undefined);
         // A rejection is seen by the next await of `writing`; until then it must not count as unhandled.
         writing.catch(() => undefined);
         results.push(batch.result);
@@ -591,6 +607,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     this.worker?.release();
     this.worker = undefined;
     await this.listener?.close().catch(() => undefined);
+    this.pipe.close();
     await this.redis.quit().catch(() => this.redis.disconnect());
     await this.pool.end().catch(() => undefined);
     this.logger.info('stopped');

@@ -9,7 +9,8 @@ import { framedHashSql, framedHashWrite } from '../daemon/framed-hash.js';
 import { quoteIdent, quoteQualified } from '../sql/quote.js';
 import { withApplyLock } from './apply-lock.js';
 import { RespPipe } from '../redis/pipe.js';
-import { copyCommandsSql, parseCounts } from './copy-commands.js';
+import { copyCommandsSql } from './copy-commands.js';
+import { parseLayout } from '../daemon/framed-commands.js';
 
 export interface CopyProgress {
   table: string;
@@ -190,12 +191,12 @@ function pipedPages(plan: TablePlan, utf8Server: boolean, pipe: RespPipe): Pages
       const keys = row === undefined ? 0 : Number(row.keys);
       if (row === undefined || keys === 0) return { rows: 0, last: null, write: async () => undefined };
       if (!utf8Server && row.text.includes('\uFFFD')) throw new Error(`a row of ${plan.display} holds text that is not valid UTF-8; it cannot be mirrored`);
-      const expected = commands.checksFields ? parseCounts(row.fields, keys) : undefined;
+      const layout = parseLayout(row.layout, keys, commands.ttlCommands);
       return {
         rows: keys,
         last: carry.map((c) => row[c] as string),
         async write(redis, options) {
-          const tally = await pipe.send(row.text, { replies: keys * commands.repliesPerKey, stride: commands.repliesPerKey, checkedAt: 1, ...(expected === undefined ? {} : { expected }) });
+          const tally = await pipe.send(row.text, { replies: layout.commands, checks: layout.checks });
           if (tally.errors === 0 && tally.mismatches === 0) return;
           const again = await fallback.read(client, after, pageSize);
           await again.write(redis, options);
@@ -220,7 +221,7 @@ function named(text: string): NamedQuery {
 
 interface PipedRow {
   text: string;
-  fields: string;
+  layout: string;
   keys: string | number;
   [carried: string]: string | number;
 }
