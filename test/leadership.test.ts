@@ -104,9 +104,12 @@ describe('leadership', () => {
       await writeBlock(pipe, block, { ...fence, token: '6' });
       expect(await scratch.redis.hgetall(a)).toEqual({ x: '1' });
       expect(await scratch.redis.hgetall(b)).toEqual({ x: '2', y: '3' });
-      // A token raised while the pipe waits is seen at the next block.
+      // A token raised while the pipe idles (its WATCH standing since the last block) stops the next block.
       await scratch.redis.hset(fence.key, 'leader', '7');
-      await expect(writeBlock(pipe, block, { ...fence, token: '6' })).rejects.toThrow(/FENCED/);
+      const c = `${scratch.prefix}multi:c`;
+      const late: CommandBlock = { text: command('HSET', c, 'x', '1') + command('HLEN', c), layout: parseLayout('1', 1, 0) };
+      await expect(writeBlock(pipe, late, { ...fence, token: '6' })).rejects.toThrow(/FENCED/);
+      expect(await scratch.redis.exists(c)).toBe(0);
     } finally {
       pipe.close();
     }

@@ -8,10 +8,12 @@ import type { Fence } from './replace.js';
  * same keys cost Redis ~40% less CPU (HSET, HLEN, EXPIRE queued and run, against a script
  * reading its arguments and calling each of them).
  *
- * The fence (see FENCE_LUA in replace.ts) becomes WATCH: the state hash is watched and its
- * leader token read before each transaction, and the transaction is sent only if no newer
- * leader raised it. A newer leader raising it afterwards changes the watched hash, and EXEC
- * then runs nothing.
+ * The fence (see FENCE_LUA in replace.ts) becomes WATCH: a transaction is sent only while the
+ * state hash is WATCHed on the pipe and its leader token, read after the WATCH, was not
+ * newer than ours. A newer leader raising it after that changes the watched hash, and EXEC
+ * runs nothing. EXEC ends the WATCH, so right behind each transaction the pipe WATCHes and
+ * reads the token again, for the next one: a block costs one round trip, as a script call
+ * does, however long the daemon then stays idle.
  */
 
 /** One block of a batch: its keys' commands (framed by PostgreSQL), and what they are. */
@@ -28,19 +30,31 @@ export function deleteBlock(keys: readonly string[]): CommandBlock {
 /** EXECs that may find the state hash changed (the epoch written, say) before the block is given up. */
 const ATTEMPTS = 5;
 
+/** Per pipe, the fence (key and token) its standing WATCH was checked for. */
+const watching = new WeakMap<RespPipe, string>();
+
 /**
  * Writes the block in one transaction, fenced. A key its commands did not replace whole (a
  * field of no mirrored column, a key of another type: see framed-commands.ts) shows in the
  * replies; the block is then written again, each key deleted first, in a second transaction.
  */
 export async function writeBlock(pipe: RespPipe, block: CommandBlock, fence: Fence): Promise<void> {
+  const id = `${fence.key}\n${fence.token}`;
   let text = block.text;
   let commands = block.layout.commands;
   let checks = block.layout.checks;
   let whole = false;
   for (let attempt = 1; ; attempt++) {
-    await watchFence(pipe, fence);
-    const tally = await pipe.transaction(text, { commands, checks });
+    if (watching.get(pipe) !== id) await watchFence(pipe, fence);
+    watching.delete(pipe);
+    const sent = pipe.transaction(text, { commands, checks });
+    const rewatched = watchFence(pipe, fence).then(
+      () => watching.set(pipe, id),
+      // A newer leader, or the pipe gone: the next block checks again, and says so.
+      () => undefined,
+    );
+    const tally = await sent;
+    await rewatched;
     if (tally.aborted) {
       if (attempt < ATTEMPTS) continue;
       throw new RedisPipeError(`the daemon's state hash ${fence.key} changed during ${ATTEMPTS} tries to write a batch`);
