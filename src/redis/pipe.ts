@@ -271,7 +271,8 @@ export class RespPipe {
    * reply, counted) or when a key WATCHed before changed (`aborted`).
    */
   transaction(text: string, check: { commands: number; checks?: ReplyChecks }): Promise<TransactionTally> {
-    return this.write(MULTI + text + EXEC, (resolve, reject) => new TransactionReader(check.commands, check.checks ?? NO_CHECKS, resolve, reject));
+    // Written as three pieces: joining them flattened the (large) text into a copy first.
+    return this.write([MULTI, text, EXEC], (resolve, reject) => new TransactionReader(check.commands, check.checks ?? NO_CHECKS, resolve, reject));
   }
 
   /** Writes commands and resolves with their `replies` replies, each a value or one line. */
@@ -288,11 +289,17 @@ export class RespPipe {
     this.socket.destroy();
   }
 
-  private write<T>(text: string, reader: (resolve: (value: T) => void, reject: (error: Error) => void) => Reader): Promise<T> {
+  private write<T>(text: string | readonly string[], reader: (resolve: (value: T) => void, reject: (error: Error) => void) => Reader): Promise<T> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     return new Promise<T>((resolve, reject) => {
       this.pending.push(reader(resolve, reject));
-      this.socket.write(text);
+      if (typeof text === 'string') {
+        this.socket.write(text);
+      } else {
+        this.socket.cork();
+        for (const piece of text) this.socket.write(piece);
+        this.socket.uncork();
+      }
     });
   }
 
