@@ -4,7 +4,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { install } from '../src/install/install.js';
 import { connectRedis } from '../src/redis/connect.js';
 import { verifyMirror, isClean } from '../src/verify/verify.js';
-import { createScratch, sleep, type Scratch } from './helpers/scratch.js';
+import { createScratch, waitUntil, type Scratch } from './helpers/scratch.js';
 import { TestRedisServer } from './helpers/redis-server.js';
 
 const run = promisify(execFile);
@@ -32,7 +32,13 @@ it('reports Redis lost in the middle of a copy in one line, and a second run com
     () => ({ code: 0, stderr: '' }),
     (error: { code: number; stderr: string }) => ({ code: error.code, stderr: error.stderr }),
   );
-  await sleep(700);
+  // Stopped once the copy is writing (a fixed wait lost the race to a slow CLI start).
+  const watcher = await connectRedis(redisServer.url);
+  try {
+    await waitUntil('the copy writes', async () => (await watcher.dbsize()) > 0, 20_000);
+  } finally {
+    watcher.disconnect();
+  }
   await redisServer.stop();
   const failed = await copy;
   expect(failed.code).toBe(1);
