@@ -204,9 +204,30 @@ export interface AppliedBatch extends ReadBatch {
   lastId: bigint | null;
 }
 
-/** Runs the statement in the caller's transaction and turns its rows into per-table steps. */
-export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatement, plans: ReadonlyMap<number, TablePlan>, fromId: bigint): Promise<AppliedBatch> {
-  const { rows } = await client.query<(string | null)[]>({ name: statement.name, text: statement.text, values: [fromId.toString()], rowMode: 'array' });
+/** Per connection, the statements PREPAREd on it (a session keeps them, whatever its transactions do). */
+const prepared = new WeakMap<pg.ClientBase, Set<string>>();
+
+/**
+ * Runs the statement in the caller's transaction and turns its rows into per-table steps.
+ * `before` (statements, each ending in `; `) runs first, in the same round trip: the statement
+ * is a SQL-level prepared statement run by EXECUTE in a simple query, which can follow BEGIN
+ * in one message, where the extended protocol needs a round trip per statement. A connection
+ * sees PREPARE in the same message the first time.
+ */
+export async function claimAndRead(client: pg.ClientBase, statement: ApplyStatement, plans: ReadonlyMap<number, TablePlan>, fromId: bigint, before = ''): Promise<AppliedBatch> {
+  let names = prepared.get(client);
+  if (names === undefined) {
+    names = new Set();
+    prepared.set(client, names);
+  }
+  const name = quoteIdent(statement.name);
+  const prepare = names.has(statement.name) ? '' : `PREPARE ${name} (pg_catalog.int8) AS ${statement.text}; `;
+  // fromId is a bigint of ours, printed as digits.
+  const results = (await client.query<(string | null)[]>({ text: `${prepare}${before}EXECUTE ${name}(${fromId.toString()})`, rowMode: 'array' })) as
+    | pg.QueryResult<(string | null)[]>
+    | pg.QueryResult<(string | null)[]>[];
+  names.add(statement.name);
+  const { rows } = Array.isArray(results) ? results[results.length - 1]! : results;
   const width = statement.keyWidth;
   const result: BatchResult = { entries: 0, keys: 0, truncates: 0, skipped: 0, tables: perTable(), durationMs: 0 };
   const batch: AppliedBatch = { result, steps: [], claimedKeys: 0, oldest: null, unknown: [], lastId: null };

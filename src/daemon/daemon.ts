@@ -440,18 +440,21 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       for (;;) {
         if (this.stopping) break;
         if (this.registryStale) await this.reloadRegistry();
+        // BEGIN goes in the same round trip as the first claim, and so does giving the wake lock
+        // back when waking from idle (off the path of the change that woke us): a round trip
+        // of its own was a fifth of a single change's latency.
+        let begin = '';
         if (!open) {
-          // Waking from idle: give the wake lock back in the same round trip as BEGIN, off the
-          // path of the change that woke us.
           const [a, b] = this.wakeLock;
-          await client.query(this.idle ? `SELECT pg_catalog.pg_advisory_unlock(${a}, ${b}); ${this.beginText}` : this.beginText);
+          begin = `${this.idle ? `SELECT pg_catalog.pg_advisory_unlock(${a}, ${b}); ` : ''}${this.beginText}; `;
+          // Set first: if the round trip fails after BEGIN, the catch below rolls back.
           this.idle = false;
           open = true;
           opened = performance.now();
         }
         if (fullScan) this.lastFullScan = performance.now();
         const claimStart = performance.now();
-        const batch = await claimAndRead(client, this.statement!, this.plans, fullScan ? 0n : this.claimFrom);
+        const batch = await claimAndRead(client, this.statement!, this.plans, fullScan ? 0n : this.claimFrom, begin);
         fullScan = false;
         if (batch.lastId !== null && batch.lastId >= this.claimFrom) this.claimFrom = batch.lastId + 1n;
         if (batch.claimedKeys === 0) break;
