@@ -507,10 +507,9 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     let delay = 1;
     while (!this.stopping) {
       let fullScan = false;
-      if (await this.setIdle(true)) {
-        // One light query instead of a claim: the common answer is "nothing", and while it runs
-        // we hold the wake lock, so a new change waits for it.
-        if (await this.journalEmpty()) {
+      const state = await this.tryIdle();
+      if (state.idle) {
+        if (state.empty) {
           this.emit('idle');
           return;
         }
@@ -528,30 +527,27 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     }
   }
 
-  /** Whether this group has no committed journal row left (at all, wherever claims start). */
-  private async journalEmpty(): Promise<boolean> {
-    const worker = await this.workerClient();
-    const result = await worker.query<[string]>({
-      text: `SELECT NOT EXISTS (SELECT FROM ${quoteIdent(this.options.schema)}.journal WHERE ${groupFilter(this.options.schema, this.scope.group)})`,
-      rowMode: 'array',
-    });
-    return result.rows[0]?.[0] === 't';
-  }
-
-  /** Takes (true) or gives back (false) the session-level wake lock on the worker connection. */
-  private async setIdle(idle: boolean): Promise<boolean> {
-    if (idle === this.idle) return true;
+  /**
+   * Takes the wake lock, and if that worked, looks whether this group has a committed journal
+   * row left (at all, wherever claims start): one light query instead of a claim, since the
+   * common answer is "nothing". Both in one round trip, as two statements: the look then takes
+   * its snapshot after the lock, when every transaction that skipped NOTIFY has ended. The
+   * first leaves its answer in a session setting, so that the look is not run while busy (it
+   * walks the journal index's entries of rows deleted since the last vacuum).
+   */
+  private async tryIdle(): Promise<{ idle: boolean; empty: boolean }> {
     const worker = await this.workerClient();
     const [a, b] = this.wakeLock;
-    if (idle) {
-      const result = await worker.query<{ ok: string }>(`SELECT pg_catalog.pg_try_advisory_lock(${a}, ${b}) AS ok`);
-      this.idle = result.rows[0]?.ok === 't';
-    } else {
-      await worker.query(`SELECT pg_catalog.pg_advisory_unlock(${a}, ${b})`);
-      this.idle = false;
-    }
-    return this.idle === idle;
+    const locked = `pg_catalog.current_setting('pg_redis_mirror.idle')::bool`;
+    const text =
+      `SELECT pg_catalog.set_config('pg_redis_mirror.idle', ${this.idle ? 'true' : `pg_catalog.pg_try_advisory_lock(${a}, ${b})`}::text, false); ` +
+      `SELECT ${locked}::text, CASE WHEN ${locked} THEN NOT EXISTS (SELECT FROM ${quoteIdent(this.options.schema)}.journal WHERE ${groupFilter(this.options.schema, this.scope.group)}) END::text`;
+    const results = (await worker.query<[string, string | null]>({ text, rowMode: 'array' })) as unknown as pg.QueryResult<[string, string | null]>[];
+    const row = results[results.length - 1]?.rows[0];
+    this.idle = row?.[0] === 'true';
+    return { idle: this.idle, empty: row?.[1] === 'true' };
   }
+
 
   /** One connection for batches and the wake lock, so the lock lives exactly as long as it. */
   private async workerClient(): Promise<pg.PoolClient> {
