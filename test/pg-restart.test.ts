@@ -13,6 +13,7 @@ import { install } from '../src/install/install.js';
 import { resolveConfig, type Config } from '../src/config/load.js';
 import { connectRedis } from '../src/redis/connect.js';
 import { deleteMatching } from '../src/redis/scan.js';
+import { stateKey } from '../src/redis/state.js';
 import { escapeGlob } from '../src/redis/keys.js';
 import { waitForEmptyJournal } from '../src/daemon/backlog.js';
 import { isClean, verifyMirror } from '../src/verify/verify.js';
@@ -34,9 +35,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await daemon?.kill();
+  // The daemon's state hash is named after the install, not the prefix.
+  const id = await pool?.query<{ value: string }>(`SELECT value FROM redis_mirror.meta WHERE key = 'install_id'`).catch(() => undefined);
   await pool?.end();
   if (redis !== undefined) {
     await deleteMatching(redis, `${escapeGlob(prefix)}*`);
+    const installId = id?.rows[0]?.value;
+    if (installId !== undefined) await redis.del(stateKey(installId));
     redis.disconnect();
   }
   await server?.destroy();
