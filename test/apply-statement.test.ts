@@ -159,6 +159,23 @@ describe('the claim-and-read statement', () => {
     await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
   });
 
+  it('splits the commands of a table into blocks of at most 4 MB, each whole (big rows)', async () => {
+    await scratch.pool.query(`TRUNCATE one, two; TRUNCATE redis_mirror.journal`);
+    // Ten rows of 1 MB: no block may pass 4 MB, so there are at least three.
+    await scratch.pool.query(`INSERT INTO one (id, name) SELECT g, repeat(chr(65 + g), 1000000) FROM generate_series(1, 10) g`);
+    const blocks = (await claim(1000, 0n, 'commands')).steps.flatMap((s) => s.blocks);
+    expect(blocks.length).toBeGreaterThanOrEqual(3);
+    expect(blocks.reduce((n, b) => n + b.layout.keys, 0)).toBe(10);
+    for (const block of blocks) {
+      expect(Buffer.byteLength(block.text)).toBeLessThan(4 * 1024 * 1024 + 1_100_000);
+      const commands = respCommands(block.text);
+      expect(commands).toHaveLength(block.layout.commands);
+      // HSET key id <id> name <1 MB>: compared whole, not printed.
+      for (const hset of commands.filter((c) => c[0] === 'HSET')) expect(hset[5] === String.fromCharCode(65 + Number(hset[3])).repeat(1_000_000)).toBe(true);
+    }
+    await scratch.pool.query(`TRUNCATE redis_mirror.journal`);
+  });
+
   it('prints every type exactly as PostgreSQL prints it, whether cast to text or printed by its output function', async () => {
     await scratch.pool.query(`
       CREATE TABLE typed (id int PRIMARY KEY, a float4, b float8, c numeric, d uuid, e date, f time, g timetz, h timestamp,
