@@ -90,13 +90,14 @@ class CountingReader implements Reader {
   readonly keepsText = false;
   private index = 0;
   private next = 0;
-  readonly tally = newTally();
 
   constructor(
     private readonly replies: number,
     private readonly checks: ReplyChecks,
     readonly resolve: (tally: ReplyTally) => void,
     readonly reject: (error: Error) => void,
+    /** Where to count: a transaction's elements count into the transaction's tally. */
+    private readonly tally: ReplyTally = newTally(),
   ) {}
 
   take(type: number, value: number, text: string | null): boolean {
@@ -140,24 +141,18 @@ class TransactionReader implements Reader {
       return false;
     }
     if (type === STAR && value === this.commands) {
-      if (value === 0) return this.done(this.tally);
-      this.elements = new CountingReader(value, this.checks, (elements) => this.done(elements), this.reject);
+      if (value === 0) return this.done();
+      this.elements = new CountingReader(value, this.checks, () => this.done(), this.reject, this.tally);
       return false;
     }
     if (type === STAR && value < 0) this.tally.aborted = true;
     else if (type === MINUS) countError(this.tally, text);
     else throw new RedisPipeError('an EXEC reply that does not match its transaction');
-    return this.done(this.tally);
+    return this.done();
   }
 
-  private done(elements: ReplyTally): true {
-    const errorTexts = [...this.tally.errorTexts, ...(elements === this.tally ? [] : elements.errorTexts)].slice(0, KEPT_ERRORS);
-    this.resolve({
-      aborted: this.tally.aborted,
-      errors: this.tally.errors + (elements === this.tally ? 0 : elements.errors),
-      errorTexts,
-      mismatches: elements === this.tally ? 0 : elements.mismatches,
-    });
+  private done(): true {
+    this.resolve(this.tally);
     return true;
   }
 }
