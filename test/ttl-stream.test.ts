@@ -10,6 +10,7 @@ import { syncTables } from '../src/sync/sync.js';
 import { writeKeys } from '../src/redis/replace.js';
 import { connectRedis } from '../src/redis/connect.js';
 import { verifyMirror, isClean } from '../src/verify/verify.js';
+import { TestRedisServer } from './helpers/redis-server.js';
 import { createScratch, expectMirrorClean, installAndStart, settle, startDaemon, verify, waitUntil, type Scratch } from './helpers/scratch.js';
 
 let scratch: Scratch;
@@ -127,6 +128,37 @@ describe('TTL', () => {
     await syncTables(scratch.pool, scratch.redis, { schema: plain.schema });
     expect(await scratch.redis.pttl(key('public.ts', '1500'))).toBe(-1);
     await expectMirrorClean(scratch, plain);
+  });
+
+  it('a copy removes a TTL left on a key (sending PERSIST only where a key of its database has a TTL)', async () => {
+    // A server of the test's own, so that only this test's keys count; the mirror in database 3.
+    const server = await TestRedisServer.start();
+    const redis = await connectRedis(`${server.url}/3`);
+    const other = await connectRedis(`${server.url}/0`);
+    try {
+      await scratch.pool.query(`CREATE TABLE tp (id int PRIMARY KEY, v text); INSERT INTO tp SELECT g, 'v' || g FROM generate_series(1, 50) g`);
+      const config = scratch.config(['public.tp'], { schema: `ttlstream_${++counter}` });
+      await install(config, scratch.pool);
+      const persists = async (): Promise<number> => Number(/cmdstat_persist:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
+
+      // A TTL in another database only: none here, no PERSIST.
+      await other.set('elsewhere', '1', 'EX', 60);
+      await syncTables(scratch.pool, redis, { schema: config.schema });
+      expect(await persists()).toBe(0);
+      expect(await redis.pttl(key('public.tp', '7'))).toBe(-1);
+
+      // A key of the table left with a TTL (as by an earlier ttl option): removed, by PERSIST.
+      await redis.expire(key('public.tp', '7'), 60);
+      await syncTables(scratch.pool, redis, { schema: config.schema });
+      expect(await redis.pttl(key('public.tp', '7'))).toBe(-1);
+      expect(await persists()).toBe(50);
+      const reports = await verifyMirror(scratch.pool, redis, { schema: config.schema });
+      expect(isClean(reports)).toBe(true);
+    } finally {
+      redis.disconnect();
+      other.disconnect();
+      await server.stop();
+    }
   });
 
   it('install is idempotent, and a changed ttl, stream or publish option updates the table', async () => {

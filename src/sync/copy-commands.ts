@@ -1,5 +1,5 @@
 import type { TablePlan } from '../daemon/table-plan.js';
-import { keyCommandsSql } from '../daemon/framed-commands.js';
+import { keyCommandsSql, type TtlMode } from '../daemon/framed-commands.js';
 
 /**
  * SQL that frames a copy page as plain Redis commands (see daemon/framed-commands.ts), for a
@@ -9,9 +9,6 @@ import { keyCommandsSql } from '../daemon/framed-commands.js';
  * is milliseconds, a reader may see the new values beside a field that is gone; the values
  * themselves are never half-written (one HSET sets them all).
  */
-
-/** How a copy treats TTLs (see copyWriteOptions): set this one, or remove any. */
-export type CopyTtl = number | 'persist';
 
 export interface CopyCommandsSql {
   /** Select-list items of the page query over the table `t`. */
@@ -28,7 +25,7 @@ export interface CopyCommandsSql {
   ttlCommands: number;
 }
 
-export function copyCommandsSql(plan: TablePlan, keyTexts: readonly string[], utf8Server: boolean, ttl: CopyTtl): CopyCommandsSql {
+export function copyCommandsSql(plan: TablePlan, keyTexts: readonly string[], utf8Server: boolean, ttl: TtlMode): CopyCommandsSql {
   const key = keyCommandsSql(plan, keyTexts, utf8Server, ttl);
   return {
     inner: key.inner,

@@ -10,7 +10,8 @@ import { quoteIdent, quoteQualified } from '../sql/quote.js';
 import { withApplyLock } from './apply-lock.js';
 import { RespPipe } from '../redis/pipe.js';
 import { copyCommandsSql } from './copy-commands.js';
-import { parseLayout } from '../daemon/framed-commands.js';
+import { parseLayout, type TtlMode } from '../daemon/framed-commands.js';
+import { hasExpiringKeys } from '../redis/expiring-keys.js';
 
 export interface CopyProgress {
   table: string;
@@ -53,7 +54,9 @@ export async function copyTable(client: pg.ClientBase, redis: RedisClient, plan:
   // Not for a cluster (whose keys are written per slot), nor where the pipe cannot connect.
   const pipe = isCluster(redis) ? null : await RespPipe.open(redis);
   try {
-    const pages = isCluster(redis) ? keyPages(plan, utf8Server) : pipe === null ? callPages(plan, utf8Server) : pipedPages(plan, utf8Server, pipe);
+    // Keys of a table without a ttl need no PERSIST where no key has a TTL at all.
+    const ttl: TtlMode = plan.ttl ?? (pipe !== null && !isCluster(redis) && !(await hasExpiringKeys(redis)) ? null : 'persist');
+    const pages = isCluster(redis) ? keyPages(plan, utf8Server) : pipe === null ? callPages(plan, utf8Server) : pipedPages(plan, utf8Server, pipe, ttl);
     return await copyPages(client, redis, plan, pages, total, started, options);
   } finally {
     pipe?.close();
@@ -173,9 +176,9 @@ function callPages(plan: TablePlan, utf8Server: boolean): Pages {
  * the row's) is written again through the script, read afresh: a row changed since is
  * journaled, and the daemon applies it after this chunk anyway.
  */
-function pipedPages(plan: TablePlan, utf8Server: boolean, pipe: RespPipe): Pages {
+function pipedPages(plan: TablePlan, utf8Server: boolean, pipe: RespPipe, ttl: TtlMode): Pages {
   const keyTexts = plan.keyColumns.map((c) => `t.${quoteIdent(c.name)}::text`);
-  const commands = copyCommandsSql(plan, keyTexts, utf8Server, copyWriteOptions(plan).ttl ?? 'persist');
+  const commands = copyCommandsSql(plan, keyTexts, utf8Server, ttl);
   const carry = keyTexts.map((_, i) => `l${i + 1}`);
   const keySelect = plan.keyColumns.map((c, i) => `${keyTexts[i]} AS l${i + 1}, t.${quoteIdent(c.name)} AS c${i + 1}`);
   const fallback = callPages(plan, utf8Server);
