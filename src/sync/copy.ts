@@ -75,16 +75,24 @@ async function copyPages(client: pg.ClientBase, redis: RedisClient, plan: TableP
     await withApplyLock(client, options.schema, async () => {
       const chunkStart = performance.now();
       let writing: Promise<void> = Promise.resolve();
+      // The next page is asked for as soon as a page arrives, before this one is written:
+      // PostgreSQL then frames it while Redis takes the one before, instead of waiting for it.
+      let reading: Promise<Page> = pages.read(client, last, pageSize);
       try {
-        while (performance.now() - chunkStart < lockHoldMs) {
-          const page = await pages.read(client, last, pageSize);
-          await writing;
+        for (;;) {
+          const page = await reading;
           if (page.rows === 0) {
             done = true;
             return;
           }
+          const more = page.rows >= pageSize && performance.now() - chunkStart < lockHoldMs;
+          if (more) {
+            reading = pages.read(client, page.last, pageSize);
+            // Awaited on the next turn; until then a failure must not count as an unhandled rejection.
+            reading.catch(() => undefined);
+          }
+          await writing;
           writing = page.write(redis, copyWriteOptions(plan));
-          // Awaited below; until then a failure must not count as an unhandled rejection.
           writing.catch(() => undefined);
           rows += page.rows;
           last = page.last;
@@ -93,8 +101,10 @@ async function copyPages(client: pg.ClientBase, redis: RedisClient, plan: TableP
             done = true;
             return;
           }
+          if (!more) return;
         }
       } finally {
+        await reading.catch(() => undefined);
         await writing;
       }
     });
