@@ -9,7 +9,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { sql } from 'kysely';
 import { connectRedis } from '../redis/connect.js';
 import { writeBatch, type BatchResult } from './apply-batch.js';
-import { buildApplyStatement, claimAndRead, groupFilter, MAX_KEYS_PER_JOURNAL_ROW, type ApplyStatement } from './apply-statement.js';
+import { buildApplyStatement, claimAndRead, groupFilter, MAX_KEYS_PER_JOURNAL_ROW, type AppliedBatch, type ApplyStatement } from './apply-statement.js';
 import { quoteIdent } from '../sql/quote.js';
 import { loadRegistry } from './registry.js';
 import type { TablePlan } from './table-plan.js';
@@ -66,6 +66,11 @@ export interface DaemonEvents {
 }
 
 const MAX_RETRY_DELAY_MS = 10_000;
+/** A claim sent to PostgreSQL, and when. */
+interface Claim {
+  batch: Promise<AppliedBatch>;
+  started: number;
+}
 /** A standby tries to take the lead this often; a leader that died is replaced within about this. */
 const STANDBY_RETRY_MS = 1000;
 /** Claims start from the journal's first row at least this often, and always before going idle. */
@@ -405,12 +410,15 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
   /**
    * Applies batches until the journal has nothing visible left; returns the keys claimed.
    *
-   * Batches are pipelined inside one transaction: while Redis writes batch N, PostgreSQL claims
-   * and re-reads batch N+1 on the same connection. Order is kept because the re-read of N+1
-   * sees at least what N saw, and Redis runs one connection's commands in the order sent.
-   * Nothing is committed until every batch in the transaction is in Redis, so a failure
-   * anywhere rolls all of them back into the journal. The transaction is committed at least
-   * every COMMIT_EVERY_MS, which bounds what a retry repeats and how long copies wait.
+   * Batches are pipelined inside one transaction: the claim of batch N+1 is asked for as soon
+   * as batch N arrives, before N is written, so PostgreSQL claims and re-reads N+1 while Redis
+   * writes N (PostgreSQL's share of a batch is the larger one; waiting for each write had left
+   * it idle a sixth of a drain). Order is kept because the re-read of N+1 sees at least what
+   * N saw, and Redis runs one connection's commands in the order sent. Nothing is committed
+   * until every batch claimed in the transaction is in Redis, so a failure anywhere rolls all
+   * of them back into the journal; no claim is in flight at a COMMIT. The transaction is
+   * committed at least every COMMIT_EVERY_MS, which bounds what a retry repeats and how long
+   * copies wait.
    */
   private async drain(options: { fullScan?: boolean } = {}): Promise<number> {
     const client = await this.workerClient();
@@ -420,6 +428,7 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     let open = false;
     let opened = 0;
     let writing: Promise<void> | undefined;
+    let reading: Claim | undefined;
     let results: BatchResult[] = [];
     const claimedAt = new Map<BatchResult, number>();
     const commit = async (): Promise<void> => {
@@ -436,26 +445,35 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       claimedAt.clear();
       results = [];
     };
+    const claim = (): Claim => {
+      // BEGIN goes in the same round trip as the first claim, and so does giving the wake lock
+      // back when waking from idle (off the path of the change that woke us): a round trip
+      // of its own was a fifth of a single change's latency.
+      let begin = '';
+      if (!open) {
+        const [a, b] = this.wakeLock;
+        begin = `${this.idle ? `SELECT pg_catalog.pg_advisory_unlock(${a}, ${b}); ` : ''}${this.beginText}; `;
+        // Set first: if the round trip fails after BEGIN, the catch below rolls back.
+        this.idle = false;
+        open = true;
+        opened = performance.now();
+      }
+      if (fullScan) this.lastFullScan = performance.now();
+      const started = performance.now();
+      const batch = claimAndRead(client, this.statement!, this.plans, fullScan ? 0n : this.claimFrom, begin);
+      fullScan = false;
+      // Awaited in turn; until then a rejection must not count as unhandled.
+      batch.catch(() => undefined);
+      return { batch, started };
+    };
     try {
       for (;;) {
-        if (this.stopping) break;
+        // A claim in flight is written before stopping: its rows are deleted in this transaction.
+        if (this.stopping && reading === undefined) break;
         if (this.registryStale) await this.reloadRegistry();
-        // BEGIN goes in the same round trip as the first claim, and so does giving the wake lock
-        // back when waking from idle (off the path of the change that woke us): a round trip
-        // of its own was a fifth of a single change's latency.
-        let begin = '';
-        if (!open) {
-          const [a, b] = this.wakeLock;
-          begin = `${this.idle ? `SELECT pg_catalog.pg_advisory_unlock(${a}, ${b}); ` : ''}${this.beginText}; `;
-          // Set first: if the round trip fails after BEGIN, the catch below rolls back.
-          this.idle = false;
-          open = true;
-          opened = performance.now();
-        }
-        if (fullScan) this.lastFullScan = performance.now();
-        const claimStart = performance.now();
-        const batch = await claimAndRead(client, this.statement!, this.plans, fullScan ? 0n : this.claimFrom, begin);
-        fullScan = false;
+        const current = reading ?? claim();
+        reading = undefined;
+        const batch = await current.batch;
         if (batch.lastId !== null && batch.lastId >= this.claimFrom) this.claimFrom = batch.lastId + 1n;
         if (batch.claimedKeys === 0) break;
         if (batch.unknown.some((rel) => !this.ignoredRels.has(rel))) {
@@ -473,23 +491,26 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
           continue;
         }
         batch.result.skipped = batch.unknown.length;
-        await writing;
-        writing = writeBatch(this.redis, batch, this.fence!, this.pipeWrites ? this.pipe : undefined);
-        // A rejection is seen by the next await of `writing`; until then it must not count as unhandled.
-        writing.catch(() => undefined);
-        results.push(batch.result);
-        claimedAt.set(batch.result, claimStart);
-        this.logger.debug(batch.result, 'batch read');
         const claimed = batch.claimedKeys;
         total += claimed;
         // A claim stops before a journal row that would carry it past the batch size, so a
         // short batch alone does not mean the journal is empty.
-        if (claimed + MAX_KEYS_PER_JOURNAL_ROW <= this.options.batchSize) break;
-        if (performance.now() - opened >= COMMIT_EVERY_MS) await commit();
+        const drained = claimed + MAX_KEYS_PER_JOURNAL_ROW <= this.options.batchSize;
+        const commitDue = performance.now() - opened >= COMMIT_EVERY_MS;
+        if (!drained && !commitDue && !this.stopping && !this.registryStale) reading = claim();
+        await writing;
+        writing = writeBatch(this.redis, batch, this.fence!, this.pipeWrites ? this.pipe : undefined);
+        writing.catch(() => undefined);
+        results.push(batch.result);
+        claimedAt.set(batch.result, current.started);
+        this.logger.debug(batch.result, 'batch read');
+        if (drained) break;
+        if (commitDue) await commit();
       }
       if (open) await commit();
       return total;
     } catch (error) {
+      await reading?.batch.catch(() => undefined);
       await writing?.catch(() => undefined);
       if (open) await client.query('ROLLBACK').catch(() => undefined);
       // The claimed rows are back in the journal, below where the next claim would start.
