@@ -208,24 +208,17 @@ const SMALL_KEY_BYTES = Math.floor(MAX_BYTES_PER_CALL / MAX_KEYS_PER_BLOCK);
 const CLASS_BOUNDS: number[] = [SMALL_KEY_BYTES + 1];
 for (let bound = 2 ** (Math.floor(Math.log2(SMALL_KEY_BYTES + 1)) + 1); bound <= MAX_BYTES_PER_CALL; bound *= 2) CLASS_BOUNDS.push(bound);
 
+/** Keys per block of class i: class i > 0 holds keys below CLASS_BOUNDS[i]; one key past the last bound. */
+const BLOCK_KEYS = CLASS_BOUNDS.map((upper, i) => (i === 0 ? MAX_KEYS_PER_BLOCK : Math.max(1, Math.floor(MAX_BYTES_PER_CALL / upper))));
+
 /** The class of a key whose commands are `bytes` long (width_bucket: how many bounds are <= it). */
-export function blockClassSql(bytes: string): string {
+function blockClassSql(bytes: string): string {
   return `CASE WHEN ${bytes} < ${CLASS_BOUNDS[0]} THEN 0 ELSE pg_catalog.width_bucket(${bytes}, '{${CLASS_BOUNDS.join(',')}}'::pg_catalog.int4[]) END`;
 }
 
 /** Keys per block of class `b`. */
-export function blockKeysSql(b: string): string {
-  const arms = blockKeysPerClass().map((keys, i) => `WHEN ${i} THEN ${keys}`);
-  return `CASE ${b} ${arms.join(' ')} ELSE 1 END`;
-}
-
-/** Keys per block of each class: class i > 0 holds keys below CLASS_BOUNDS[i], or any size in the last. */
-export function blockKeysPerClass(): number[] {
-  return CLASS_BOUNDS.map((_, i) => {
-    if (i === 0) return MAX_KEYS_PER_BLOCK;
-    const upper = CLASS_BOUNDS[i];
-    return upper === undefined ? 1 : Math.max(1, Math.floor(MAX_BYTES_PER_CALL / upper));
-  });
+function blockKeysSql(b: string): string {
+  return `CASE ${b} ${BLOCK_KEYS.map((keys, i) => `WHEN ${i} THEN ${keys}`).join(' ')} ELSE 1 END`;
 }
 
 export interface AppliedBatch extends ReadBatch {
