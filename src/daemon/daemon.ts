@@ -86,6 +86,15 @@ const BUSY_POLL_MS = 25;
 const BUSY_KEYS_PER_MS = 5;
 
 /**
+ * Busy polling bounds the latency of changes that skipped NOTIFY. A trickle (a few keys per
+ * drain) gains nothing from waiting for a bigger batch, so the next poll comes sooner; only a
+ * drain that found many keys waits the full BUSY_POLL_MS. Back off while quiet.
+ */
+function busyPollDelay(claimed: number, delay: number): number {
+  return claimed > 0 ? Math.min(BUSY_POLL_MS, Math.max(1, Math.round(claimed / BUSY_KEYS_PER_MS))) : Math.min(delay * 2, BUSY_POLL_MS);
+}
+
+/**
  * The listen daemon: wake on NOTIFY (or the poll), then drain the journal in id order, batch
  * by batch. A batch is claimed by DELETE inside a transaction, its keys' current rows are
  * re-read and written to Redis, and only then is the transaction committed; a failure rolls
@@ -526,9 +535,14 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
    */
   private async goIdle(): Promise<void> {
     let delay = 1;
+    // Keys the last poll found.
+    let claimed = 0;
     while (!this.stopping) {
       let fullScan = false;
-      const state = await this.tryIdle();
+      // A poll that found many keys is followed by one that finds more: under steady writes
+      // some transaction nearly always holds the lock, and trying it anyway was a round trip
+      // per poll. A drain that emptied a big statement's journal rows is not a poll.
+      const state = claimed >= BUSY_KEYS_PER_MS * BUSY_POLL_MS ? { idle: false, empty: false } : await this.tryIdle();
       if (state.idle) {
         if (state.empty) {
           this.emit('idle');
@@ -540,11 +554,8 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
       } else {
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
-      // Busy polling bounds the latency of changes that skipped NOTIFY. A trickle (a few keys
-      // per drain) gains nothing from waiting for a bigger batch, so the next poll comes sooner;
-      // only a drain that found many keys waits the full BUSY_POLL_MS. Back off while quiet.
-      const claimed = await this.drain({ fullScan });
-      delay = claimed > 0 ? Math.min(BUSY_POLL_MS, Math.max(1, Math.round(claimed / BUSY_KEYS_PER_MS))) : Math.min(delay * 2, BUSY_POLL_MS);
+      claimed = await this.drain({ fullScan });
+      delay = busyPollDelay(claimed, delay);
     }
   }
 

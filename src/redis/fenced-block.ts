@@ -47,12 +47,16 @@ export async function writeBlock(pipe: RespPipe, block: CommandBlock, fence: Fen
   for (let attempt = 1; ; attempt++) {
     if (watching.get(pipe) !== id) await watchFence(pipe, fence);
     watching.delete(pipe);
-    const sent = pipe.transaction(text, { commands, checks });
-    const rewatched = watchFence(pipe, fence).then(
-      () => watching.set(pipe, id),
-      // A newer leader, or the pipe gone: the next block checks again, and says so.
-      () => undefined,
-    );
+    // The WATCH for the next block goes out with this one: under steady writes a batch is a
+    // block or two, and a system call of its own was a sizeable part of the daemon's CPU.
+    const [sent, rewatched] = pipe.together(() => [
+      pipe.transaction(text, { commands, checks }),
+      watchFence(pipe, fence).then(
+        () => watching.set(pipe, id),
+        // A newer leader, or the pipe gone: the next block checks again, and says so.
+        () => undefined,
+      ),
+    ] as const);
     const tally = await sent;
     await rewatched;
     if (tally.aborted) {

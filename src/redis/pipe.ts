@@ -275,6 +275,16 @@ export class RespPipe {
     return this.write(text, (resolve, reject) => new ValueReader(replies, resolve, reject));
   }
 
+  /** Runs `fn`, whose writes go out together, in one system call. */
+  together<T>(fn: () => T): T {
+    this.socket.cork();
+    try {
+      return fn();
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
   get closed(): boolean {
     return this.failure !== undefined;
   }
