@@ -178,7 +178,7 @@ function callsBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): st
  * layout line up.
  *
  * Keys are numbered before their rows are read, and grouped by that number and by a size
- * class of their commands (see blockGroupSql): a running count and byte sum over the framed
+ * class of their commands (see blockClassSql): a running count and byte sum over the framed
  * rows made PostgreSQL store every row's commands once more, a tenth of the claim's CPU.
  */
 function commandsBranch(plan: TablePlan, keyWidth: number, utf8Server: boolean): string {

@@ -580,7 +580,6 @@ export class MirrorDaemon extends EventEmitter<DaemonEvents> {
     return { idle: this.idle, empty: row?.[1] === 'true' };
   }
 
-
   /** One connection for batches and the wake lock, so the lock lives exactly as long as it. */
   private async workerClient(): Promise<pg.PoolClient> {
     if (this.worker === undefined) {
