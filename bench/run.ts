@@ -444,32 +444,8 @@ async function readField(config: Listened, table: string, ids: readonly (number 
 async function setUp(config: ConfigName): Promise<Child | undefined> {
   if (config === 'none') return undefined;
   if (config === 'diy') await db().query(DIY_INSTALL_SQL);
-  else await installMirror('statement');
+  else await cli(['install', '--prefix', MIRROR_PREFIX, '--table', 'public.items', '--table', 'public.events']);
   return startListener(config);
-}
-
-/** Installs (or switches) the mirror's triggers on both tables, capturing per statement or per row. */
-async function installMirror(capture: 'statement' | 'row'): Promise<void> {
-  const file = join(workDir, `mirror-${capture}.json`);
-  writeFileSync(file, JSON.stringify({ prefix: MIRROR_PREFIX, tables: ['public.items', 'public.events'].map((table) => ({ table, capture })) }));
-  await cli(['install', '--config', file]);
-}
-
-/** Diagnostic: the same writes with row capture, the daemon running. Leaves statement capture installed. */
-async function rowCapture(): Promise<void> {
-  await installMirror('row');
-  await settle('mirror');
-  samples.rowCapture.updateTps.push(await pgbench('update'));
-  samples.rowCapture.insertTps.push(await pgbench('insert'));
-  await settle('mirror');
-  const t0 = performance.now();
-  await db().query('UPDATE items SET v = v + 1');
-  const committed = performance.now();
-  samples.rowCapture.bulkStatementMs.push(committed - t0);
-  await waitUntil('the journal to drain', () => journalEmpty(), 120_000, 5);
-  samples.rowCapture.bulkJournalEmptyMs.push(performance.now() - committed);
-  await installMirror('statement');
-  await settle('mirror');
 }
 
 async function tearDown(config: ConfigName, listener: Child | undefined): Promise<void> {
@@ -518,8 +494,6 @@ interface Samples {
   updateTps: Record<ConfigName, number[]>;
   /** pgbench UPDATE with the mirror's triggers installed but no daemon running. */
   updateTpsTriggersOnly: number[];
-  /** The mirror with `capture: row` on both tables (daemon running): the alternative to transition tables. */
-  rowCapture: { updateTps: number[]; insertTps: number[]; bulkStatementMs: number[]; bulkJournalEmptyMs: number[] };
   bulkJournalEmptyMs: number[];
   cliStartMs: number[];
   insertTps: Record<ConfigName, number[]>;
@@ -544,7 +518,6 @@ interface Samples {
 const samples: Samples = {
   updateTps: { none: [], diy: [], mirror: [] },
   updateTpsTriggersOnly: [],
-  rowCapture: { updateTps: [], insertTps: [], bulkStatementMs: [], bulkJournalEmptyMs: [] },
   bulkJournalEmptyMs: [],
   cliStartMs: [],
   insertTps: { none: [], diy: [], mirror: [] },
@@ -820,14 +793,6 @@ function buildFigures(): Figure[] {
     id: 'write_insert_tps', label: 'write: single-row INSERT, pgbench TPS', unit: 'tps', better: 'higher',
     none: m(samples.insertTps.none), diy: m(samples.insertTps.diy), mirror: m(samples.insertTps.mirror), samples: samples.insertTps,
   }));
-  figures.push(figure({
-    id: 'row_capture_update_tps', label: 'write: single-row UPDATE, `capture: row`', unit: 'tps', better: 'higher',
-    none: m(samples.updateTps.none), diy: null, mirror: m(samples.rowCapture.updateTps), samples: { mirror: samples.rowCapture.updateTps },
-  }));
-  figures.push(figure({
-    id: 'row_capture_insert_tps', label: 'write: single-row INSERT, `capture: row`', unit: 'tps', better: 'higher',
-    none: m(samples.insertTps.none), diy: null, mirror: m(samples.rowCapture.insertTps), samples: { mirror: samples.rowCapture.insertTps },
-  }));
   const bulkNone = m(samples.bulkStatementMs.none);
   figures.push(figure({
     id: 'bulk_statement_ms', label: `bulk: UPDATE of ${k(SCALE.items)} rows, statement+commit (ms)`, unit: 'ms', better: 'lower',
@@ -837,14 +802,6 @@ function buildFigures(): Figure[] {
     id: 'bulk_all_in_redis_ms', label: `bulk: COMMIT → all ${k(SCALE.items)} new values in Redis (ms)`, unit: 'ms', better: 'lower',
     none: null, diy: m(samples.bulkAllInRedisMs.diy), mirror: m(samples.bulkAllInRedisMs.mirror), samples: samples.bulkAllInRedisMs,
     note: samples.bulkErrors.length > 0 ? samples.bulkErrors.join('; ') : undefined,
-  }));
-  figures.push(figure({
-    id: 'row_capture_bulk_statement_ms', label: `bulk: UPDATE of ${k(SCALE.items)} rows, \`capture: row\` (ms)`, unit: 'ms', better: 'lower',
-    none: bulkNone, diy: null, mirror: m(samples.rowCapture.bulkStatementMs), samples: { mirror: samples.rowCapture.bulkStatementMs },
-  }));
-  figures.push(figure({
-    id: 'row_capture_bulk_journal_empty_ms', label: 'bulk, `capture: row`: COMMIT → journal empty (ms)', unit: 'ms', better: 'lower',
-    none: null, diy: null, mirror: m(samples.rowCapture.bulkJournalEmptyMs), samples: { mirror: samples.rowCapture.bulkJournalEmptyMs },
   }));
   figures.push(figure({
     id: 'bulk_journal_empty_ms', label: 'bulk: COMMIT → journal empty (ms, cross-check)', unit: 'ms', better: 'lower',
@@ -976,7 +933,6 @@ async function phase(config: ConfigName, roundIndex: number, last: boolean): Pro
       listener = await startListener(config);
       await settle(config);
     }
-    if (config === 'mirror') await rowCapture();
     if (last) listener = await durabilityFacts(config, listener);
     log(`round ${roundIndex + 1} ${config}: update ${samples.updateTps[config].at(-1)?.toFixed(0)} tps, insert ${samples.insertTps[config].at(-1)?.toFixed(0)} tps, bulk ${samples.bulkStatementMs[config].at(-1)?.toFixed(0)} ms` +
       (config === 'none' ? '' : `, all in Redis +${samples.bulkAllInRedisMs[config].at(-1)?.toFixed(0) ?? '?'} ms`));

@@ -14,13 +14,8 @@ DECLARE
   n_keys integer;
 BEGIN
   IF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
-    -- The key-change trigger (it passes an argument) fires only for rows whose key changed:
-    -- the old key must leave Redis. With row capture the others fire for every row.
-    IF TG_NARGS OPERATOR(pg_catalog.>) 0 OR TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-      INSERT INTO {{schema}}.journal (rel, keys) VALUES (TG_RELID, ARRAY[{{old_key}}]);
-    ELSE
-      INSERT INTO {{schema}}.journal (rel, keys) VALUES (TG_RELID, ARRAY[{{new_key}}]);
-    END IF;
+    -- Fires only for rows whose key changed: the old key must leave Redis.
+    INSERT INTO {{schema}}.journal (rel, keys) VALUES (TG_RELID, ARRAY[{{old_key}}]);
   ELSIF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
     INSERT INTO {{schema}}.journal (rel, op) VALUES (TG_RELID, 't');
   ELSE
@@ -60,25 +55,20 @@ END
 {{tag}};
 REVOKE ALL ON FUNCTION {{function}}() FROM PUBLIC;
 
--- This table: {{capture}} capture. Statement capture (the default) reads a statement's keys from
--- its transition table; row capture journals each row as it changes, which spares a single-row
--- statement the transition table and costs a statement of many rows a journal row for each
--- (bench/RESULTS.md).
 CREATE OR REPLACE TRIGGER {{trigger_insert}} AFTER INSERT ON {{table}}
-  {{new_rows}} EXECUTE FUNCTION {{function}}();
+  REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
 CREATE OR REPLACE TRIGGER {{trigger_update}} AFTER UPDATE ON {{table}}
-  {{new_rows}} EXECUTE FUNCTION {{function}}();
+  REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
 CREATE OR REPLACE TRIGGER {{trigger_delete}} AFTER DELETE ON {{table}}
-  {{old_rows}} EXECUTE FUNCTION {{function}}();
+  REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
 CREATE OR REPLACE TRIGGER {{trigger_truncate}} AFTER TRUNCATE ON {{table}}
   FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
 CREATE OR REPLACE TRIGGER {{trigger_key_change}} AFTER UPDATE ON {{table}}
-  FOR EACH ROW WHEN ({{key_changed}}) EXECUTE FUNCTION {{function}}('old key');
+  FOR EACH ROW WHEN ({{key_changed}}) EXECUTE FUNCTION {{function}}();
 
 INSERT INTO {{schema}}.tables (rel, schema_name, table_name, spec, spec_hash)
 VALUES ({{table_literal}}::regclass, {{schema_name_literal}}, {{table_name_literal}}, {{spec_literal}}::jsonb, {{hash_literal}})
 ON CONFLICT (rel) DO UPDATE SET spec = EXCLUDED.spec, spec_hash = EXCLUDED.spec_hash, installed_at = now(),
-  -- keys written under other options must be copied again (how changes are captured changes no key)
-  synced_at = CASE WHEN ({{schema}}.tables.spec OPERATOR(pg_catalog.-) 'capture') OPERATOR(pg_catalog.=) (EXCLUDED.spec OPERATOR(pg_catalog.-) 'capture')
-    THEN {{schema}}.tables.synced_at END;
+  -- keys written under other options must be copied again
+  synced_at = CASE WHEN {{schema}}.tables.spec = EXCLUDED.spec THEN {{schema}}.tables.synced_at END;
 {{group_meta}}

@@ -110,40 +110,6 @@ describe('install', () => {
     await uninstall(config, scratch.pool);
   });
 
-  it('switches a table between statement and row capture in place, keeping its last copy', async () => {
-    await scratch.pool.query(`CREATE TABLE a5 (id int PRIMARY KEY, v text)`);
-    const config = freshConfig(['public.a5']);
-    const withCapture = (capture: 'statement' | 'row'): Config => ({ ...config, tables: config.tables.map((t) => ({ ...t, capture })) });
-    /** Per trigger: fires per row, and the transition tables it keeps. */
-    const levels = async () =>
-      (
-        await scratch.pool.query<{ t: string }>(
-          `SELECT tgname || ' ' || CASE WHEN tgtype::int & 1 = 1 THEN 'row' ELSE 'statement' END || ' ' || concat_ws('/', tgoldtable, tgnewtable) AS t
-           FROM pg_trigger WHERE tgrelid = 'a5'::regclass AND NOT tgisinternal ORDER BY tgname`,
-        )
-      ).rows.map((r) => r.t);
-    const s = config.schema;
-    await install(config, scratch.pool);
-    const statementLevels = [`${s}_delete statement changed_rows`, `${s}_insert statement changed_rows`, `${s}_key_change row `, `${s}_truncate statement `, `${s}_update statement changed_rows`];
-    expect(await levels()).toEqual(statementLevels);
-    await scratch.pool.query(`UPDATE ${s}.tables SET synced_at = now()`);
-
-    expect((await install(withCapture('row'), scratch.pool)).tables).toContainEqual({ table: 'public.a5', action: 'update', reason: 'options changed' });
-    expect(await levels()).toEqual([`${s}_delete row `, `${s}_insert row `, `${s}_key_change row `, `${s}_truncate statement `, `${s}_update row `]);
-    const synced = await scratch.pool.query(`SELECT count(*) AS n FROM ${s}.tables WHERE synced_at IS NOT NULL`);
-    expect(synced.rows[0].n).toBe('1');
-    // Each row is a journal row of its own, a changed key two (the old key's trigger fires first, by name).
-    await scratch.pool.query(`INSERT INTO a5 VALUES (1, 'a'), (2, 'b'), (3, 'c'); UPDATE a5 SET id = 4 WHERE id = 3; DELETE FROM a5 WHERE id = 1`);
-    const journal = await scratch.pool.query<{ keys: string }>(`SELECT keys::text FROM ${s}.journal ORDER BY id`);
-    expect(journal.rows.map((r) => r.keys)).toEqual(['{1}', '{2}', '{3}', '{3}', '{4}', '{1}']);
-
-    expect((await install(withCapture('statement'), scratch.pool)).tables).toContainEqual({ table: 'public.a5', action: 'update', reason: 'options changed' });
-    expect(await levels()).toEqual(statementLevels);
-    // "statement" is the default: stored as if it were not given, so nothing changes.
-    expect((await install(config, scratch.pool)).tables).toContainEqual({ table: 'public.a5', action: 'unchanged' });
-    await uninstall(config, scratch.pool);
-  });
-
   it('removes only what it created: an object someone put in its schema stops the uninstall, and nothing is half-removed', async () => {
     await scratch.pool.query(`CREATE TABLE a3 (id int PRIMARY KEY)`);
     const config = freshConfig(['public.a3']);

@@ -77,7 +77,7 @@ async function setUp(): Promise<Config> {
   const config = scratch.config(
     [
       { table: `public.people_${n}`, exclude: ['secret'] },
-      { table: `sales_${n}.orders`, format: 'json', keyTemplate: `order${n}:{id}`, capture: 'row' },
+      { table: `sales_${n}.orders`, format: 'json', keyTemplate: `order${n}:{id}` },
     ],
     { schema: `status_${n}` },
   );
@@ -106,12 +106,12 @@ describe('pg-redis-mirror status', () => {
     const p = table(healthy, people);
     expect(p.exists).toBe(true);
     expect(p.renamedTo).toBeNull();
-    expect(p.options).toEqual({ format: 'hash', keyColumns: ['id'], columns: null, exclude: ['secret'], keyTemplate: null, prefix: scratch.prefix, filter: null, capture: 'statement' });
+    expect(p.options).toEqual({ format: 'hash', keyColumns: ['id'], columns: null, exclude: ['secret'], keyTemplate: null, prefix: scratch.prefix, filter: null });
     expect(p.syncedAt).toBeNull();
     expect(p.keyPattern).toBe(`${scratch.prefix}public.people_${n}:*`);
     expect(p.keys).toBe(27);
     const o = table(healthy, orders);
-    expect(o.options).toEqual({ format: 'json', keyColumns: ['id'], columns: null, exclude: [], keyTemplate: `order${n}:{id}`, prefix: scratch.prefix, filter: null, capture: 'row' });
+    expect(o.options).toEqual({ format: 'json', keyColumns: ['id'], columns: null, exclude: [], keyTemplate: `order${n}:{id}`, prefix: scratch.prefix, filter: null });
     expect(o.syncedAt).not.toBeNull();
     expect(o.syncedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(o.syncedAgeSeconds).toBeGreaterThanOrEqual(0);
@@ -150,8 +150,7 @@ describe('pg-redis-mirror status', () => {
     await scratch.pool.query(`INSERT INTO people_${n} VALUES (100, 'late', 'x')`);
     await scratch.pool.query(`UPDATE sales_${n}.orders SET note = 'changed' WHERE id <= 3`);
     const waiting = await status(config);
-    // orders has row capture: an entry per row.
-    expect(waiting.backlog.entries).toBe(4);
+    expect(waiting.backlog.entries).toBe(2);
     expect(waiting.backlog.oldestAgeSeconds).toBeGreaterThanOrEqual(0);
     expect(waiting.daemon).toEqual({ listening: false, sessions: [], poolSessions: 0 });
     expect(table(waiting, people).keys).toBe(27);
@@ -186,7 +185,7 @@ describe('pg-redis-mirror status', () => {
     for (const w of warnings) expect(w).toContain(PHRASE);
     expect(loud.stdout).toContain(`${config.schema}_update DISABLED`);
     expect(loud.stdout).toContain(`${config.schema}_delete DROPPED`);
-    expect(loud.stdout).toMatch(/journal {3}4 entries, oldest [\d.]+ s old/);
+    expect(loud.stdout).toMatch(/journal {3}2 entries, oldest [\d.]+ s old/);
     expect(loud.stdout).toContain('daemon    none listening');
 
     const json = await cli(['status', '--schema', config.schema, '--json']);
@@ -194,7 +193,7 @@ describe('pg-redis-mirror status', () => {
     const parsed = JSON.parse(json.stdout) as StatusReport & { ok: boolean };
     expect(parsed.ok).toBe(false);
     expect(parsed.problems.map((pr) => pr.kind)).toEqual(['trigger-disabled', 'trigger-dropped']);
-    expect(parsed.backlog.entries).toBe(4);
+    expect(parsed.backlog.entries).toBe(2);
     expect(parsed.tables.map((t) => t.keys)).toEqual([27, 12]);
 
     // What the warning says to do does restore both triggers.

@@ -104,7 +104,6 @@ function formatOptions(t: TableStatus): string {
   if (o.keyTemplate !== null) parts.push(`keyTemplate ${JSON.stringify(o.keyTemplate)}`);
   parts.push(`prefix ${JSON.stringify(o.prefix)}`);
   if (o.filter !== null) parts.push(`filter ${o.filter}`);
-  if (o.capture === 'row') parts.push('row capture');
   return parts.join('; ');
 }
 

@@ -8,9 +8,6 @@ import { formatTableName, parseTableName, type TableName } from './table-name.js
 
 export type ValueFormat = 'hash' | 'json';
 
-/** How a table's triggers capture changed keys: per statement (transition tables) or per row. */
-export type CaptureLevel = 'statement' | 'row';
-
 export interface TableConfig extends TableName {
   key?: string[];
   columns?: string[];
@@ -26,8 +23,6 @@ export interface TableConfig extends TableName {
   publish?: string;
   /** A SQL boolean expression over the table's columns: only matching rows are mirrored. */
   filter?: string;
-  /** Absent: 'statement'. */
-  capture?: CaptureLevel;
 }
 
 /** An unbounded stream would grow with every change for ever. */
@@ -198,6 +193,5 @@ function toTableConfig(entry: string | TableConfigInput, prefix: string, where: 
   if (entry.stream !== undefined) table.stream = { maxLen: entry.stream.maxLen ?? DEFAULT_STREAM_MAX_LEN };
   if (entry.publish !== undefined) table.publish = entry.publish;
   if (entry.filter !== undefined) table.filter = entry.filter;
-  if (entry.capture === 'row') table.capture = 'row';
   return table;
 }

@@ -35,12 +35,6 @@ export const tableConfigSchema = z.strictObject({
     .optional(),
   /** PUBLISH each applied change, as a small JSON object, on this channel. */
   publish: z.string().min(1, 'must not be empty').optional(),
-  /**
-   * How the triggers capture changed keys: `statement` (default) journals each statement's keys
-   * together, from its transition table; `row` journals each row as it changes, which costs a
-   * single-row write less and a many-row statement much more (bench/RESULTS.md).
-   */
-  capture: z.enum(['statement', 'row']).optional(),
   /** Only rows for which this SQL boolean expression over the table's columns is true are mirrored; checked by PostgreSQL at install. */
   filter: z.string().trim().min(1, 'must not be empty').refine((s) => !s.includes('\u0000'), 'must not contain NUL').optional(),
 });

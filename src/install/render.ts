@@ -77,8 +77,7 @@ export function renderTable(toolSchema: string, spec: TableSpec): string {
   // Qualified: the capture function runs with the caller's search_path (see sql/table.sql).
   const keyText = (ref: string) => `${ref}::pg_catalog.text`;
   const key = composite ? `ARRAY[${keys.map(keyText).join(', ')}]` : keyText(keys[0]!);
-  const rowKey = (row: 'OLD' | 'NEW') => (composite ? `ARRAY[${keys.map((k) => keyText(`${row}.${k}`)).join(', ')}]` : keyText(`${row}.${keys[0]!}`));
-  const rowCapture = spec.stored.capture === 'row';
+  const oldKey = composite ? `ARRAY[${keys.map((k) => keyText(`OLD.${k}`)).join(', ')}]` : keyText(`OLD.${keys[0]!}`);
   const keyChanged = composite
     ? `ROW(${keys.map((k) => `OLD.${k}`).join(', ')}) IS DISTINCT FROM ROW(${keys.map((k) => `NEW.${k}`).join(', ')})`
     : `OLD.${keys[0]!} IS DISTINCT FROM NEW.${keys[0]!}`;
@@ -92,12 +91,8 @@ export function renderTable(toolSchema: string, spec: TableSpec): string {
     table: quoteQualified(spec.schema, spec.name),
     settings,
     key,
-    old_key: rowKey('OLD'),
-    new_key: rowKey('NEW'),
+    old_key: oldKey,
     key_changed: keyChanged,
-    capture: rowCapture ? 'row' : 'statement',
-    new_rows: rowCapture ? 'FOR EACH ROW' : 'REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT',
-    old_rows: rowCapture ? 'FOR EACH ROW' : 'REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT',
     trigger_insert: quoteIdent(triggers.insert),
     trigger_update: quoteIdent(triggers.update),
     trigger_delete: quoteIdent(triggers.delete),

@@ -1,5 +1,5 @@
 import type { Db } from '../db/kysely.js';
-import type { CaptureLevel, TableConfig, ValueFormat } from '../config/load.js';
+import type { TableConfig, ValueFormat } from '../config/load.js';
 import { formatTableName } from '../config/table-name.js';
 import { findTable, similarTables, type ColumnInfo, type TableInfo } from '../catalog/tables.js';
 import { UserError } from '../errors.js';
@@ -35,8 +35,6 @@ export interface StoredSpec {
   filter?: string;
   /** Columns the filter reads (the daemon must be able to read them, mirrored or not). */
   filterColumns?: string[];
-  /** 'row' when the triggers capture each row; absent for statement-level capture, the default. */
-  capture?: Extract<CaptureLevel, 'row'>;
 }
 
 export interface TableSpec {
@@ -94,7 +92,6 @@ export async function resolveTableSpec(db: Db, config: TableConfig): Promise<Tab
       ...(config.stream === undefined ? {} : { stream: { maxLen: config.stream.maxLen } }),
       ...(config.publish === undefined ? {} : { publish: config.publish }),
       ...(filter === null ? {} : { filter: filter.expression, filterColumns: filter.columns }),
-      ...(config.capture === 'row' ? { capture: 'row' as const } : {}),
     },
   };
 }

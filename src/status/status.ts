@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import { createDb, type Db } from '../db/kysely.js';
 import { UserError, errorMessage } from '../errors.js';
 import { formatTableName, type TableName } from '../config/table-name.js';
-import type { CaptureLevel, ValueFormat } from '../config/load.js';
+import type { ValueFormat } from '../config/load.js';
 import { readBacklog, type Backlog } from '../daemon/backlog.js';
 import { captureFunctionName, triggerNames, type TriggerNames } from '../install/names.js';
 import { readInstallState, type InstalledTable } from '../install/state.js';
@@ -44,7 +44,6 @@ export interface TableOptions {
   prefix: string;
   /** Row filter as installed (PostgreSQL's printing of it), null when every row is mirrored. */
   filter: string | null;
-  capture: CaptureLevel;
 }
 
 export interface TableStatus {
@@ -272,7 +271,6 @@ function tableStatus(t: InstalledTable, details: TableDetails | undefined, names
       keyTemplate: t.spec.keyTemplate,
       prefix: t.spec.prefix,
       filter: t.spec.filter ?? null,
-      capture: t.spec.capture ?? 'statement',
     },
     installedAt: details?.installedAt ?? '',
     syncedAt: details?.syncedAt ?? null,

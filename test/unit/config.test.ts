@@ -37,7 +37,6 @@ describe('config files', () => {
     ['{ "tabels": [] }', /unknown field "tabels"/],
     ['{ "batchSize": "x" }', /batchSize: .*number/],
     ['{ "tables": [{ "table": "a", "format": "xml" }] }', /tables\[0\]\.format/],
-    ['{ "tables": [{ "table": "a", "capture": "rows" }] }', /tables\[0\]\.capture: .*"statement"\|"row"/],
     ['{ "tables": [{ "table": "a", "colums": ["x"] }] }', /tables\[0\]: unknown field "colums"/],
     ['{ "tables": [{ "table": "a", "columns": ["x"], "exclude": ["y"] }] }', /either "columns" or "exclude"/],
     ['{ "tables": ["a", "public.a"] }', /listed twice/],
