@@ -155,6 +155,21 @@ describe('least privilege', () => {
     expect(left.rows[0].s).toBeNull();
   });
 
+  it('connects as a Redis user that may not run INFO: the server version then goes unchecked', async () => {
+    const server = await TestRedisServer.start(undefined, { users: [{ name: 'noinfo', password: 'acl-pass', rules: [`~${scratch.prefix}*`, '+@read', '+@write', '+@connection'] }] });
+    try {
+      const redis = await connectRedis(`redis://noinfo:acl-pass@127.0.0.1:${server.port}`);
+      try {
+        await expect(redis.info('server')).rejects.toThrow(/NOPERM/);
+        expect(await redis.set(`${scratch.prefix}k`, 'v')).toBe('OK');
+      } finally {
+        redis.disconnect();
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   // Without @transaction (the README's user before the daemon wrote with MULTI), the daemon writes through scripts.
   it.each([
     { name: 'acl_items', transaction: true },

@@ -5,7 +5,8 @@ import type { Config } from '../config/load.js';
 import { formatTableName, type TableName } from '../config/table-name.js';
 import { createDb, type Db } from '../db/kysely.js';
 import { createPool } from '../db/connect.js';
-import { describePgError } from '../db/errors.js';
+import { describeDatabaseUrl, describePgError } from '../db/errors.js';
+import { checkPostgresVersion } from '../db/server-version.js';
 import { UserError, errorMessage } from '../errors.js';
 import { SCHEMA_VERSION } from '../version.js';
 import { captureFunctionName } from './names.js';
@@ -48,6 +49,7 @@ export async function planInstall(db: Db, config: Config, reverseLocks = false):
   if (config.tables.length === 0) {
     throw new UserError('no tables configured: pass --table schema.name or list "tables" in pg-redis-mirror.json (see `pg-redis-mirror init`)');
   }
+  await checkPostgresVersion(db, describeDatabaseUrl(config.databaseUrl));
   const specs: TableSpec[] = [];
   for (const table of config.tables) specs.push(await resolveTableSpec(db, table));
   const state = await readState(db, config.schema);

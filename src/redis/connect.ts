@@ -3,6 +3,7 @@ import { UserError, errorMessage } from '../errors.js';
 import { redactUrl } from '../db/errors.js';
 import type { RedisClient } from './cluster.js';
 import { takeRedisTls } from './tls.js';
+import { serverInfo, unsupportedRedis } from './version.js';
 
 export type { RedisClient } from './cluster.js';
 
@@ -100,12 +101,18 @@ export async function connectRedis(redisUrl: string, options: RedisConnectOption
   redis.on('error', (error: unknown) => {
     lastError = error;
   });
+  let info: string;
   try {
     await redis.connect();
-    await redis.ping();
+    info = await serverInfo(redis);
   } catch (error) {
     redis.disconnect();
     throw describeRedisConnectError(lastError ?? error, redisUrl);
+  }
+  const problem = unsupportedRedis(info, describeRedisUrl(redisUrl));
+  if (problem !== undefined) {
+    redis.disconnect();
+    throw new UserError(problem);
   }
   return redis;
 }
