@@ -35,6 +35,11 @@ CREATE FUNCTION hostile.row_number() RETURNS bigint LANGUAGE sql AS 'SELECT host
 CREATE FUNCTION hostile.agg_step(anyarray, anynonarray) RETURNS anyarray LANGUAGE sql AS 'SELECT CASE WHEN hostile.hijacked() THEN $1 END';
 CREATE AGGREGATE hostile.array_agg(anynonarray) (SFUNC = hostile.agg_step, STYPE = anyarray);
 CREATE DOMAIN hostile.text AS pg_catalog.text CHECK (hostile.hijacked());
+-- What a partitioned table's capture function uses besides.
+CREATE FUNCTION hostile.pg_partition_ancestors(regclass) RETURNS SETOF regclass LANGUAGE sql AS 'SELECT hostile.hijacked()::int::oid::regclass';
+CREATE FUNCTION hostile.reg_eq(regclass, regclass) RETURNS boolean LANGUAGE sql AS 'SELECT hostile.hijacked()';
+CREATE OPERATOR hostile.= (LEFTARG = regclass, RIGHTARG = regclass, FUNCTION = hostile.reg_eq);
+CREATE FUNCTION hostile.format(text, text, text, name, name) RETURNS text LANGUAGE sql AS 'SELECT hostile.hijacked()::text';
 `;
 
 let scratch: Scratch;
@@ -42,7 +47,10 @@ beforeAll(async () => {
   scratch = await createScratch('searchpath');
   await scratch.pool.query(`${HOSTILE}
     CREATE TABLE public.t (id int PRIMARY KEY, v int);
-    CREATE TABLE public.pair (a int, b text, v int, PRIMARY KEY (a, b));`);
+    CREATE TABLE public.pair (a int, b text, v int, PRIMARY KEY (a, b));
+    CREATE TABLE public.parts (region text, id int, v int, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+    CREATE TABLE public.parts_a PARTITION OF public.parts FOR VALUES IN ('a');
+    CREATE TABLE public.parts_b PARTITION OF public.parts FOR VALUES IN ('b');`);
 });
 afterAll(async () => {
   await scratch.cleanup();
@@ -82,6 +90,30 @@ describe('capture functions under a hostile search_path', () => {
       }
     } finally {
       await writer.end();
+    }
+  });
+
+  it('resolve nothing through it for a partitioned table either: writes to it and to its partitions, moves, TRUNCATE of one', async () => {
+    const config = scratch.config(['public.parts']);
+    await install(config, scratch.pool);
+    const daemon = await startDaemon(config, { pollIntervalMs: 600_000 });
+    const writer = new pg.Client(clientConfig(scratch.databaseUrl));
+    await writer.connect();
+    await writer.query(`SET search_path = hostile, pg_catalog, public`);
+    try {
+      await writer.query(`INSERT INTO parts SELECT 'a', g, g FROM generate_series(1, 1500) g`);
+      await writer.query(`INSERT INTO parts_b VALUES ('b', 1, 1), ('b', 2, 2)`);
+      // (The writer's own statements use no text "=": hostile offers one.)
+      await writer.query(`UPDATE parts SET region = 'b' WHERE id BETWEEN 10 AND 20`);
+      await writer.query(`UPDATE parts_a SET id = -id WHERE id = 5`);
+      await writer.query(`DELETE FROM parts_b WHERE id = 1`);
+      await writer.query(`TRUNCATE parts_a`);
+      await settle(scratch, config);
+      const [report] = await expectMirrorClean(scratch, config);
+      expect(report!.rows).toBe(12);
+    } finally {
+      await writer.end();
+      await daemon.stop();
     }
   });
 });

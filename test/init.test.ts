@@ -29,7 +29,7 @@ const ODD_SQL = `"Odd ""S"" x"."we""ird name.v1"`;
 const ODD_DISPLAY = formatTableName(ODD); // "Odd ""S"" x"."we""ird name.v1"
 
 /** Tables init lists, in its order (schema, then name, byte order). */
-const WITH_KEY = [ODD_DISPLAY, 'public.users', 'sales.order_lines'];
+const WITH_KEY = [ODD_DISPLAY, 'public.measurements', 'public.users', 'sales.order_lines'];
 
 beforeAll(async () => {
   if (!existsSync(DIST_MAIN)) throw new Error(`${DIST_MAIN} is missing: run npx tsc -p tsconfig.build.json first`);
@@ -45,7 +45,7 @@ beforeAll(async () => {
     CREATE UNIQUE INDEX ON public.events (event_uuid);
     -- no primary key and nothing unique
     CREATE TABLE public.logs (at timestamptz, msg text);
-    -- partitioned: the parent is listed, its partition is not
+    -- partitioned: the parent is listed (and mirrored with its partitions), its partition is not
     CREATE TABLE public.measurements (id int, day date, v float8, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
     CREATE TABLE public.measurements_2024 PARTITION OF public.measurements FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
     CREATE VIEW public.a_view AS SELECT 1 AS id;
@@ -86,7 +86,7 @@ async function triggersByTable(config: Config): Promise<Map<string, string[]>> {
   const result = await scratch.pool.query<{ schema: string; name: string; triggers: string }>(
     `SELECT n.nspname AS schema, c.relname AS name, array_to_json(array_agg(t.tgname::text ORDER BY t.tgname))::text AS triggers
      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgname = ANY ($1) GROUP BY 1, 2`,
+     WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND NOT c.relispartition AND t.tgname = ANY ($1) GROUP BY 1, 2`,
     [names],
   );
   return new Map(result.rows.map((r) => [formatTableName(r), JSON.parse(r.triggers) as string[]]));
@@ -102,7 +102,7 @@ describe('init (library)', () => {
     const secretUrl = scratch.databaseUrl.replace('://', '://someone:s3cr3t-pw@');
     const result = await runInit({ config: initConfig({ databaseUrl: secretUrl }), pool: scratch.pool, cwd });
     expect(result.path).toBe(join(cwd, 'pg-redis-mirror.yaml'));
-    expect(result.summary).toBe('wrote pg-redis-mirror.yaml: 6 tables, 2 without a primary key (commented out), 1 partitioned (not supported yet, commented out)');
+    expect(result.summary).toBe('wrote pg-redis-mirror.yaml: 6 tables, 2 without a primary key (commented out)');
     expect(result.notes).toEqual([]);
     const text = readFileSync(result.path, 'utf8');
     expect(text).toMatch(/^# pg-redis-mirror config/);
@@ -115,7 +115,7 @@ describe('init (library)', () => {
     expect(text).toContain(`  - table: '${ODD_DISPLAY}'\n    # key: "the key"; columns: "the key", "a, b"\n`);
     expect(text).toContain('  - table: public.users\n    # key: id; columns: id, name, email\n');
     expect(text).toContain('  - table: sales.order_lines\n    # key: order_id, line; columns: order_id, line, Qty, note\n');
-    expect(text).toContain('  # public.measurements is a partitioned table, which cannot be mirrored yet.\n  #   # key: id, day; columns: id, day, v\n');
+    expect(text).toContain('  - table: public.measurements\n    # partitioned (its partitions are mirrored with it); key: id, day; columns: id, day, v\n');
     expect(text).toContain(
       '  # public.events has no primary key: add one, or set `key:` to columns that are unique and NOT NULL;\n' +
         '  # the unique index on (event_uuid) qualifies: uncomment this entry to use it.\n' +
@@ -135,7 +135,7 @@ describe('init (library)', () => {
     expect(text).not.toMatch(/pg_catalog|information_schema|pg_toast/);
     // Entries in schema, then name order.
     const entries = [...text.matchAll(/^ {2}(?:# )?- table: (.*)$/gm)].map((m) => m[1]);
-    expect(entries).toEqual([`'${ODD_DISPLAY}'`, 'public.events', 'public.logs', 'public.users', 'sales.order_lines']);
+    expect(entries).toEqual([`'${ODD_DISPLAY}'`, 'public.events', 'public.logs', 'public.measurements', 'public.users', 'sales.order_lines']);
   });
 
   it('round-trips: the file loads with loadConfig and install puts triggers on every listed table', async () => {
@@ -201,11 +201,10 @@ describe('init (library)', () => {
   it('writes JSON for a .json output: only tables with a primary key, notes about the others', async () => {
     const cwd = tempDir();
     const result = await init(cwd, { output: 'sub.json' });
-    expect(result.summary).toBe('wrote sub.json: 6 tables, 2 without a primary key (left out), 1 partitioned (not supported yet, left out)');
+    expect(result.summary).toBe('wrote sub.json: 6 tables, 2 without a primary key (left out)');
     expect(result.notes).toEqual([
       'note: public.events has no primary key and was left out; add a primary key, or list it as {"table":"public.events","key":["event_uuid"]} (a unique index on NOT NULL columns)',
       'note: public.logs has no primary key and was left out; add a primary key, or a unique index on NOT NULL columns and list it with "key"',
-      'note: public.measurements is a partitioned table, which cannot be mirrored yet, and was left out',
     ]);
     const data = JSON.parse(readFileSync(join(cwd, 'sub.json'), 'utf8')) as unknown;
     expect(data).toEqual({ schema: 'redis_mirror', prefix: 'pg:', tables: WITH_KEY.map((table) => ({ table })) });
@@ -240,7 +239,7 @@ describe('init (CLI)', () => {
     const cwd = tempDir();
     const first = await cli(['init'], cwd);
     expect(first.code, show(first)).toBe(0);
-    expect(first.stdout).toBe('wrote pg-redis-mirror.yaml: 6 tables, 2 without a primary key (commented out), 1 partitioned (not supported yet, commented out)\n');
+    expect(first.stdout).toBe('wrote pg-redis-mirror.yaml: 6 tables, 2 without a primary key (commented out)\n');
     expect(first.stderr).toBe('');
     const path = join(cwd, 'pg-redis-mirror.yaml');
     const written = readFileSync(path, 'utf8');
@@ -257,7 +256,7 @@ describe('init (CLI)', () => {
 
     const forced = await cli(['init', '--force'], cwd);
     expect(forced.code, show(forced)).toBe(0);
-    expect(forced.stdout).toBe('wrote pg-redis-mirror.yaml: 6 tables, 2 without a primary key (commented out), 1 partitioned (not supported yet, commented out)\n');
+    expect(forced.stdout).toBe('wrote pg-redis-mirror.yaml: 6 tables, 2 without a primary key (commented out)\n');
     expect(readFileSync(path, 'utf8')).toBe(written);
 
     // The written file is what the other commands read by default.
@@ -273,11 +272,10 @@ describe('init (CLI)', () => {
     // JSON cannot carry comments: the tables left out are notes on stderr.
     const all = await cli(['init', '-o', 'all.json'], cwd);
     expect(all.code, show(all)).toBe(0);
-    expect(all.stdout).toBe('wrote all.json: 6 tables, 2 without a primary key (left out), 1 partitioned (not supported yet, left out)\n');
+    expect(all.stdout).toBe('wrote all.json: 6 tables, 2 without a primary key (left out)\n');
     expect(all.stderr.split('\n')).toEqual([
       expect.stringMatching(/^note: public\.events has no primary key and was left out; .*"key":\["event_uuid"\]/),
       expect.stringMatching(/^note: public\.logs has no primary key and was left out/),
-      expect.stringMatching(/^note: public\.measurements is a partitioned table/),
       '',
     ]);
   });

@@ -142,11 +142,12 @@ describe('install refuses bad input with a clear message and changes nothing', (
     ['a name in the wrong case', ['public.MixedCase'], /did you mean public\.mixedcase/],
     ['a table without a primary key', ['public.nokey'], /has no primary key; add one, or set "key"/],
     ['a view', ['public.a_view'], /is not a table/],
-    ['a partitioned table', ['public.parted'], /is a partitioned table, which cannot be mirrored yet/],
+    ['a partition', ['public.parted_2024'], /public\.parted_2024 is a partition of public\.parted; mirror public\.parted instead/],
   ])('%s', async (_what, tables, message) => {
     await scratch.pool.query(`CREATE TABLE IF NOT EXISTS nokey (a int, b int); CREATE TABLE IF NOT EXISTS mixedcase (id int PRIMARY KEY);
       CREATE OR REPLACE VIEW a_view AS SELECT 1 AS id;
-      CREATE TABLE IF NOT EXISTS parted (id int, day date, PRIMARY KEY (id, day)) PARTITION BY RANGE (day)`);
+      CREATE TABLE IF NOT EXISTS parted (id int, day date, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+      CREATE TABLE IF NOT EXISTS parted_2024 PARTITION OF parted FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`);
     const config = freshConfig(tables);
     const before = await catalog();
     await expect(install(config, scratch.pool)).rejects.toThrow(message);

@@ -17,7 +17,31 @@ afterAll(async () => {
 
 const IDS = 3000;
 
+/**
+ * parts, partitioned by region: parts_a holds regions 0 and 1 and is itself partitioned by id
+ * (below 250, and from 250), parts_b region 2, parts_c region 3. Statements go through the
+ * table and straight to partitions; region changes move rows between partitions.
+ */
+function partsStatement(r: () => number): string {
+  const region = () => Math.floor(r() * 4);
+  const id = () => 1 + Math.floor(r() * 500);
+  const leaf = (): [string, number] => (r() < 0.5 ? ['parts_b', 2] : ['parts_c', 3]);
+  const pick = r();
+  if (pick < 0.3) return `INSERT INTO parts VALUES (${region()}, ${id()}, ${Math.floor(r() * 100)}) ON CONFLICT (region, id) DO UPDATE SET v = parts.v + 1`;
+  if (pick < 0.42) {
+    const [name, reg] = leaf();
+    return `INSERT INTO ${name} VALUES (${reg}, ${id()}, ${Math.floor(r() * 100)}) ON CONFLICT (region, id) DO NOTHING`;
+  }
+  if (pick < 0.57) return `UPDATE parts SET region = ${region()} WHERE id = ${id()}`;
+  if (pick < 0.65) return `UPDATE parts_a SET id = id + 250 WHERE id BETWEEN ${id()} AND ${id()} AND v % 3 = 0`;
+  if (pick < 0.75) return `UPDATE ${leaf()[0]} SET v = v + 1, id = id + ${Math.floor(r() * 3)} WHERE id % 11 = ${Math.floor(r() * 11)}`;
+  if (pick < 0.85) return `DELETE FROM parts WHERE id = ${id()}`;
+  if (pick < 0.99) return `DELETE FROM ${leaf()[0]} WHERE id BETWEEN ${id()} AND ${id()}`;
+  return `TRUNCATE ${r() < 0.5 ? 'parts_a_low' : leaf()[0]}`;
+}
+
 function randomStatement(r: () => number): string {
+  if (r() < 0.25) return partsStatement(r);
   const id = () => 1 + Math.floor(r() * IDS);
   const text = () => (r() < 0.1 ? null : `'${['a', 'b:c', 'é', 'x\\y', "q''t", 'line\nbreak'][Math.floor(r() * 6)]}${Math.floor(r() * 1000)}'`);
   const pick = r();
@@ -69,8 +93,14 @@ it('converges after concurrent random writes, rollbacks, and a daemon restart in
   console.log(`randomized workload seed ${seed} (replay with RANDOM_SEED=${seed})`);
   await scratch.pool.query(`
     CREATE TABLE items (id int PRIMARY KEY, grp int NOT NULL, v int NOT NULL, name text);
-    CREATE TABLE pairs (a int, b text, v int NOT NULL, PRIMARY KEY (a, b));`);
-  const config = scratch.config(['public.items', { table: 'public.pairs', format: 'json' }], { batchSize: 97 });
+    CREATE TABLE pairs (a int, b text, v int NOT NULL, PRIMARY KEY (a, b));
+    CREATE TABLE parts (region int, id int, v int NOT NULL, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+    CREATE TABLE parts_a PARTITION OF parts FOR VALUES IN (0, 1) PARTITION BY RANGE (id);
+    CREATE TABLE parts_a_low PARTITION OF parts_a FOR VALUES FROM (MINVALUE) TO (250);
+    CREATE TABLE parts_a_high PARTITION OF parts_a FOR VALUES FROM (250) TO (MAXVALUE);
+    CREATE TABLE parts_b PARTITION OF parts FOR VALUES IN (2);
+    CREATE TABLE parts_c PARTITION OF parts FOR VALUES IN (3);`);
+  const config = scratch.config(['public.items', { table: 'public.pairs', format: 'json' }, 'public.parts'], { batchSize: 97 });
   await install(config, scratch.pool);
   let daemon: MirrorDaemon = await startDaemon(config, { pollIntervalMs: 200 });
 

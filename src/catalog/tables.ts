@@ -15,6 +15,8 @@ export interface ColumnInfo {
 export interface TableInfo extends TableName {
   oid: number;
   kind: 'table' | 'partitioned table' | 'other';
+  /** The partitioned table at the top of the tree this table is a partition of, or null. */
+  partitionOf: TableName | null;
   columns: ColumnInfo[];
   primaryKey: string[] | null;
   /** Column sets (in index order) of unique indexes without predicate or expressions. */
@@ -38,9 +40,11 @@ export async function findTable(db: Db, table: TableName): Promise<TableInfo | n
 
 /** The table with this OID as it is now, or null when it was dropped. */
 export async function describeTable(db: Db, oid: number): Promise<TableInfo | null> {
-  const rel = await sql<RelationRow & { schema: string; name: string }>`
-    SELECT c.oid, c.relkind, n.nspname AS schema, c.relname AS name
+  const rel = await sql<RelationRow & { schema: string; name: string; root_schema: string | null; root_name: string | null }>`
+    SELECT c.oid, c.relkind, n.nspname AS schema, c.relname AS name, rn.nspname AS root_schema, r.relname AS root_name
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_catalog.pg_class r ON c.relispartition AND r.oid = pg_catalog.pg_partition_root(c.oid)
+    LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
     WHERE c.oid = ${oid}`.execute(db);
   const row = rel.rows[0];
   if (row === undefined) return null;
@@ -66,6 +70,7 @@ export async function describeTable(db: Db, oid: number): Promise<TableInfo | nu
     ...table,
     oid,
     kind: row.relkind === 'r' ? 'table' : row.relkind === 'p' ? 'partitioned table' : 'other',
+    partitionOf: row.root_schema === null || row.root_name === null ? null : { schema: row.root_schema, name: row.root_name },
     columns: columns.rows.map((c) => ({
       name: c.name,
       type: c.type,

@@ -90,6 +90,7 @@ function formatTable(t: TableStatus): string[] {
       const each = t.triggers.map((tr) => `${tr.name} ${!tr.present ? 'DROPPED' : tr.firing === 'replica' ? 'REPLICA ONLY' : tr.enabled ? 'ok' : 'DISABLED'}`);
       lines.push(`    triggers  ${each.join(', ')}${t.captureFunction ? '' : '; capture function DROPPED'}`);
     }
+    if (t.partitionsUncaptured.length > 0) lines.push(`    partitions without triggers: ${t.partitionsUncaptured.join(', ')}`);
   }
   lines.push(`    keys      ${t.keys === null ? 'not counted' : String(t.keys)} (${t.keyPattern})`);
   return lines;

@@ -29,8 +29,6 @@ export interface StarterConfig {
   listed: StarterTable[];
   /** Tables without a primary key: commented out (YAML) or left out (JSON). */
   withoutKey: StarterTable[];
-  /** Partitioned tables, which install refuses for now: commented out or left out too. */
-  partitioned: StarterTable[];
   /** Lines for stderr (JSON only: what was left out and why; YAML says it in comments). */
   notes: string[];
 }
@@ -58,30 +56,26 @@ export function suggestedKey(table: StarterTable): string[] | null {
  * about the others. Either way the text loads with loadConfig() as is.
  */
 export function renderStarterConfig(tables: readonly StarterTable[], options: StarterOptions): StarterConfig {
-  const listed = tables.filter((t) => t.primaryKey !== null && t.kind !== 'partitioned table');
-  const withoutKey = tables.filter((t) => t.primaryKey === null && t.kind !== 'partitioned table');
-  const partitioned = tables.filter((t) => t.kind === 'partitioned table');
+  const listed = tables.filter((t) => t.primaryKey !== null);
+  const withoutKey = tables.filter((t) => t.primaryKey === null);
   if (options.format === 'json') {
     const data = { schema: options.schema, prefix: options.prefix, tables: listed.map((t) => ({ table: formatTableName(t) })) };
-    const notes = [...withoutKey.map(jsonNote), ...partitioned.map((t) => `note: ${commentText(formatTableName(t))} is a partitioned table, which cannot be mirrored yet, and was left out`)];
-    return { text: `${JSON.stringify(data, null, 2)}\n`, listed, withoutKey, partitioned, notes };
+    return { text: `${JSON.stringify(data, null, 2)}\n`, listed, withoutKey, notes: withoutKey.map(jsonNote) };
   }
   const lines = [...header(options), '', `schema: ${scalar(options.schema)}`, `prefix: ${scalar(options.prefix)}`];
   lines.push(listed.length === 0 ? 'tables: []' : 'tables:');
   for (const table of tables) {
-    if (table.kind === 'partitioned table') lines.push(...partitionedEntry(table));
-    else lines.push(...(table.primaryKey === null ? commentedEntry(table) : entry(table)));
+    lines.push(...(table.primaryKey === null ? commentedEntry(table) : entry(table)));
   }
-  return { text: `${lines.join('\n')}\n`, listed, withoutKey, partitioned, notes: [] };
+  return { text: `${lines.join('\n')}\n`, listed, withoutKey, notes: [] };
 }
 
 /** The line `init` prints: `wrote pg-redis-mirror.yaml: 3 tables, 1 without a primary key (commented out)`. */
 export function starterSummary(display: string, config: StarterConfig, format: StarterFormat): string {
-  const total = config.listed.length + config.withoutKey.length + config.partitioned.length;
+  const total = config.listed.length + config.withoutKey.length;
   const out = format === 'yaml' ? 'commented out' : 'left out';
   let line = `wrote ${display}: ${total} ${total === 1 ? 'table' : 'tables'}`;
   if (config.withoutKey.length > 0) line += `, ${config.withoutKey.length} without a primary key (${out})`;
-  if (config.partitioned.length > 0) line += `, ${config.partitioned.length} partitioned (not supported yet, ${out})`;
   return line;
 }
 
@@ -113,10 +107,6 @@ function entry(table: StarterTable): string[] {
   return [`  - table: ${scalar(formatTableName(table))}`, `    ${describe(table)}`];
 }
 
-function partitionedEntry(table: StarterTable): string[] {
-  return [`  # ${commentText(formatTableName(table))} is a partitioned table, which cannot be mirrored yet.`, `  #   ${describe(table)}`];
-}
-
 function commentedEntry(table: StarterTable): string[] {
   const key = suggestedKey(table);
   const lines = [`  # ${commentText(formatTableName(table))} has no primary key: add one, or set \`key:\` to columns that are unique and NOT NULL;`];
@@ -132,7 +122,7 @@ function commentedEntry(table: StarterTable): string[] {
 function describe(table: StarterTable): string {
   const key = table.primaryKey === null ? 'no primary key' : `key: ${table.primaryKey.map(commentName).join(', ')}`;
   const columns = table.columns.length === 0 ? '(none)' : table.columns.map((c) => commentName(c.name)).join(', ');
-  return `# ${key}; columns: ${columns}`;
+  return `# ${table.kind === 'partitioned table' ? 'partitioned (its partitions are mirrored with it); ' : ''}${key}; columns: ${columns}`;
 }
 
 function jsonNote(table: StarterTable): string {

@@ -96,6 +96,8 @@ function updateReason(toolSchema: string, spec: TableSpec, installed: InstalledT
   if (!installed.functionExists) return 'capture function missing';
   if (installed.triggersPresent < TRIGGERS_PER_TABLE) return 'trigger dropped';
   if (installed.triggersEnabled < TRIGGERS_PER_TABLE) return 'trigger disabled';
+  if (installed.partitionsUncaptured.length > 0) return `partition ${installed.partitionsUncaptured.join(', ')} without triggers`;
+  if (installed.strayTriggers > 0) return 'triggers left on a detached partition';
   return undefined;
 }
 

@@ -63,6 +63,7 @@ export function specHash(toolSchema: string, spec: TableSpec): string {
     version: SCHEMA_VERSION,
     // A changed capture template (a new release) makes every table's install out of date.
     template: sqlFileText('table.sql'),
+    partitions: spec.partitioned ? sqlFileText('partitions.sql') : null,
     toolSchema,
     keys: spec.keyColumns.map((c) => [c.name, c.type]),
     stored: spec.stored,
@@ -81,6 +82,7 @@ export function renderTable(toolSchema: string, spec: TableSpec): string {
   const keyChanged = composite
     ? `ROW(${keys.map((k) => `OLD.${k}`).join(', ')}) IS DISTINCT FROM ROW(${keys.map((k) => `NEW.${k}`).join(', ')})`
     : `OLD.${keys[0]!} IS DISTINCT FROM NEW.${keys[0]!}`;
+  const partitioned = spec.partitioned ? partitionedParts(toolSchema, spec, key) : PLAIN_PARTS;
   const settings = spec.keyColumns.some(keyNeedsCanonicalSettings)
     ? CANONICAL_SETTINGS.map(([name, value]) => `\nSET ${quoteIdent(name)} = ${quoteLiteral(value)}`).join('')
     : '';
@@ -98,6 +100,7 @@ export function renderTable(toolSchema: string, spec: TableSpec): string {
     trigger_delete: quoteIdent(triggers.delete),
     trigger_truncate: quoteIdent(triggers.truncate),
     trigger_key_change: quoteIdent(triggers.keyChange),
+    ...partitioned,
     table_literal: quoteLiteral(quoteQualified(spec.schema, spec.name)),
     schema_name_literal: quoteLiteral(spec.schema),
     table_name_literal: quoteLiteral(spec.name),
@@ -107,6 +110,83 @@ export function renderTable(toolSchema: string, spec: TableSpec): string {
     wake_lock: wakeLockKey(toolSchema, spec.stored.group).join(', '),
     group_meta: groupMetaRows(toolSchema, spec.stored.group),
   });
+}
+
+/** A plain table's capture function journals under TG_RELID; its triggers take no arguments. */
+const PLAIN_PARTS = {
+  declare_rel: '',
+  resolve_rel: '',
+  rel: 'TG_RELID',
+  partition_truncate: '',
+  moved_rows: '',
+  update_old_rows: '',
+  update_args: '',
+  key_change_args: '',
+  partitions: '',
+};
+
+/**
+ * A partitioned table's capture function also runs from its partitions' triggers (argument
+ * 'partition'), for statements made straight to a partition, and journals under the table.
+ * An UPDATE through the table (or through a partitioned partition) may move rows between
+ * partitions, which fires no row trigger, so its trigger also reads the old rows ('moves').
+ * A partition's TRUNCATE fires no trigger of the table: a BEFORE TRUNCATE trigger on each
+ * partition journals the keys of the rows it is about to remove.
+ */
+function partitionedParts(toolSchema: string, spec: TableSpec, key: string): Record<keyof typeof PLAIN_PARTS, string> {
+  const triggers = triggerNames(toolSchema);
+  const journal = `${quoteIdent(toolSchema)}.journal`;
+  const fn = captureFunction(toolSchema, spec.schema, spec.name);
+  return {
+    declare_rel: '\n  root_rel oid;',
+    resolve_rel: `
+  IF TG_ARGV[0] OPERATOR(pg_catalog.=) 'partition' THEN
+    -- A partition's changes are journaled under the mirrored table it belongs to. A table
+    -- detached from it keeps these triggers until the next install, and journals nothing.
+    SELECT a.relid INTO root_rel FROM pg_catalog.pg_partition_ancestors(TG_RELID) a
+      JOIN ${quoteIdent(toolSchema)}.tables t ON t.rel OPERATOR(pg_catalog.=) a.relid LIMIT 1;
+    IF root_rel IS NULL THEN
+      RETURN NULL;
+    END IF;
+  ELSE
+    root_rel := TG_RELID;
+  END IF;`,
+    rel: 'root_rel',
+    partition_truncate: `  ELSIF TG_WHEN OPERATOR(pg_catalog.=) 'BEFORE' THEN
+    -- A partition is being truncated, alone or with the table: journal the keys of its rows
+    -- while they are still there.
+    EXECUTE pg_catalog.format('INSERT INTO %s (rel, keys) SELECT $1, pg_catalog.array_agg(s.k) FROM (SELECT %s AS k, '
+      'pg_catalog.row_number() OVER () AS i FROM ONLY %I.%I) s GROUP BY (s.i OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) 1000',
+      ${quoteLiteral(journal)}, ${quoteLiteral(key)}, TG_TABLE_SCHEMA, TG_TABLE_NAME) USING root_rel;
+    GET DIAGNOSTICS n_keys = ROW_COUNT;
+    IF n_keys OPERATOR(pg_catalog.=) 0 THEN
+      RETURN NULL;
+    END IF;
+`,
+    moved_rows: `  ELSIF TG_ARGV[TG_NARGS OPERATOR(pg_catalog.-) 1] OPERATOR(pg_catalog.=) 'moves' THEN
+    -- An UPDATE that moved a row to another partition fired no row trigger: the old keys come
+    -- from the old rows.
+    INSERT INTO ${journal} (rel, keys)
+      SELECT root_rel, pg_catalog.array_agg(s.k) FROM (SELECT u.k, pg_catalog.row_number() OVER () AS i
+        FROM (SELECT ${key} AS k FROM changed_rows UNION SELECT ${key} FROM old_rows) u) s
+      GROUP BY (s.i OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) 1000;
+    IF NOT FOUND THEN
+      RETURN NULL;
+    END IF;
+`,
+    update_old_rows: 'OLD TABLE AS old_rows ',
+    update_args: "'moves'",
+    key_change_args: "'partition'",
+    partitions: renderSqlFile('partitions.sql', {
+      table_literal: quoteLiteral(quoteQualified(spec.schema, spec.name)),
+      function_literal: quoteLiteral(fn),
+      signature_literal: quoteLiteral(`${fn}()`),
+      insert_literal: quoteLiteral(triggers.insert),
+      update_literal: quoteLiteral(triggers.update),
+      delete_literal: quoteLiteral(triggers.delete),
+      truncate_literal: quoteLiteral(triggers.truncate),
+    }),
+  };
 }
 
 export function renderUntable(toolSchema: string, table: InstalledTable): string {
@@ -122,6 +202,7 @@ export function renderUntable(toolSchema: string, table: InstalledTable): string
     display: formatTableName(table).replace(/\n/g, ' '),
     drop_triggers: dropTriggers,
     function: captureFunction(toolSchema, table.schema, table.name),
+    signature_literal: quoteLiteral(`${captureFunction(toolSchema, table.schema, table.name)}()`),
     schema: quoteIdent(toolSchema),
     oid: String(table.oid),
     schema_name_literal: quoteLiteral(table.schema),

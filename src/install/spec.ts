@@ -41,6 +41,8 @@ export interface TableSpec {
   schema: string;
   name: string;
   oid: number;
+  /** Partitioned: its partitions get triggers too (see sql/table.sql). */
+  partitioned: boolean;
   keyColumns: ColumnInfo[];
   stored: StoredSpec;
 }
@@ -55,10 +57,11 @@ export async function resolveTableSpec(db: Db, config: TableConfig): Promise<Tab
     throw new UserError(`table ${display} does not exist${hint}`);
   }
   if (info.kind === 'other') throw new UserError(`${display} is not a table (views and other relations cannot be mirrored)`);
-  if (info.kind === 'partitioned table') {
-    // Writes made straight to a partition, and rows moved between partitions, would escape
-    // the parent's triggers: refuse rather than mirror some changes only.
-    throw new UserError(`${display} is a partitioned table, which cannot be mirrored yet; mirror a plain table, or remove it from the config`);
+  if (info.partitionOf !== null) {
+    // Statements on the partitioned table fire no statement trigger of its partitions: a
+    // partition's own triggers would miss every write made through its parent.
+    const root = formatTableName(info.partitionOf);
+    throw new UserError(`${display} is a partition of ${root}; mirror ${root} instead, whose triggers capture every partition`);
   }
   const keyColumns = resolveKey(info, config, display);
   const columnNames = new Set(info.columns.map((c) => c.name));
@@ -79,6 +82,7 @@ export async function resolveTableSpec(db: Db, config: TableConfig): Promise<Tab
     schema: config.schema,
     name: config.name,
     oid: info.oid,
+    partitioned: info.kind === 'partitioned table',
     keyColumns,
     stored: {
       keyColumns: keyColumns.map((c) => c.name),

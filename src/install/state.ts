@@ -17,6 +17,13 @@ export interface InstalledTable {
   /** Our triggers present on the table, and how many of those are enabled. */
   triggersPresent: number;
   triggersEnabled: number;
+  /**
+   * Partitions (of a partitioned table) without all of our triggers enabled: created or
+   * attached after the install, so statements made straight to them are not captured.
+   */
+  partitionsUncaptured: string[];
+  /** Our triggers of this table left on tables that are no longer its partitions (detached). */
+  strayTriggers: number;
   functionExists: boolean;
 }
 
@@ -57,19 +64,37 @@ export async function readInstallState(db: Db, toolSchema: string, functionName:
     current_name: string | null;
     present: string;
     enabled: string;
+    uncaptured: string;
   }>`
     SELECT r.rel::oid AS oid, r.schema_name, r.table_name, r.spec::text AS spec, r.spec_hash,
            EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.rel) AS table_exists,
            (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = r.rel) AS current_schema,
            (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = r.rel) AS current_name,
            (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.rel AND t.tgname = ANY(${names}::text[])) AS present,
-           (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.rel AND t.tgname = ANY(${names}::text[]) AND t.tgenabled IN ('O', 'A')) AS enabled
+           (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.rel AND t.tgname = ANY(${names}::text[]) AND t.tgenabled IN ('O', 'A')) AS enabled,
+           -- A leaf has all five (its TRUNCATE one BEFORE), a partitioned partition all but TRUNCATE.
+           pg_catalog.array_to_json(ARRAY(SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                 FROM pg_catalog.pg_partition_tree(r.rel) pt
+                 JOIN pg_catalog.pg_class c ON c.oid = pt.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE pt.level > 0 AND c.relkind IN ('r', 'p')
+                   AND (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = ANY(${names}::text[]) AND t.tgenabled IN ('O', 'A'))
+                       < CASE c.relkind WHEN 'r' THEN ${TRIGGERS_PER_TABLE}::int ELSE ${TRIGGERS_PER_TABLE - 1}::int END
+                 ORDER BY n.nspname, c.relname))::text AS uncaptured
     FROM ${sql.id(toolSchema, 'tables')} r
     ORDER BY r.schema_name, r.table_name`.execute(db);
   const functions = await sql<{ proname: string }>`
     SELECT p.proname FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
     WHERE n.nspname = ${toolSchema}`.execute(db);
   const existing = new Set(functions.rows.map((f) => f.proname));
+  // Triggers calling one of our functions on a table that is no mirrored table nor a partition of one.
+  const strays = await sql<{ proname: string; n: string }>`
+    SELECT p.proname, count(*) AS n
+    FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = ${toolSchema} AND t.tgparentid = 0
+      AND t.tgrelid NOT IN (SELECT pt.relid FROM ${sql.id(toolSchema, 'tables')} r, pg_catalog.pg_partition_tree(r.rel) pt)
+      AND t.tgrelid NOT IN (SELECT r.rel FROM ${sql.id(toolSchema, 'tables')} r)
+    GROUP BY p.proname`.execute(db);
+  const strayCount = new Map(strays.rows.map((r) => [r.proname, Number(r.n)]));
   return {
     schemaExists: true,
     version,
@@ -84,6 +109,8 @@ export async function readInstallState(db: Db, toolSchema: string, functionName:
       current: r.current_schema !== null && r.current_name !== null ? { schema: r.current_schema, name: r.current_name } : null,
       triggersPresent: Number(r.present),
       triggersEnabled: Number(r.enabled),
+      partitionsUncaptured: JSON.parse(r.uncaptured) as string[],
+      strayTriggers: strayCount.get(functionName(r.schema_name, r.table_name)) ?? 0,
       functionExists: existing.has(functionName(r.schema_name, r.table_name)),
     })),
   };

@@ -65,6 +65,8 @@ export interface TableStatus {
   syncedAgeSeconds: number | null;
   captureFunction: boolean;
   triggers: TriggerStatus[];
+  /** Partitions whose own triggers are missing or disabled (statements made straight to them are not captured). */
+  partitionsUncaptured: string[];
   /** SCAN MATCH pattern of the table's keys. */
   keyPattern: string;
   /** Keys matching keyPattern; null when not counted (Redis unreachable, or counting skipped). */
@@ -111,6 +113,7 @@ export type ProblemKind =
   | 'trigger-dropped'
   | 'trigger-disabled'
   | 'trigger-replica-only'
+  | 'partition-uncaptured'
   | 'redis-unreachable';
 
 /** Something that needs a person: the CLI prints each as a WARNING line and exits 2. */
@@ -282,6 +285,7 @@ function tableStatus(t: InstalledTable, details: TableDetails | undefined, names
       const firing = code === undefined ? null : (FIRING[code] ?? 'disabled');
       return { event, name, present: code !== undefined, enabled: firing === 'origin' || firing === 'always', firing };
     }),
+    partitionsUncaptured: t.partitionsUncaptured,
     keyPattern: layout.pattern,
     keys: null,
   };
@@ -424,6 +428,15 @@ function findProblems(report: StatusReport): StatusProblem[] {
         });
       }
     }
+  }
+  for (const t of report.tables) {
+    if (!t.exists || t.partitionsUncaptured.length === 0) continue;
+    problems.push({
+      kind: 'partition-uncaptured',
+      table: t.table,
+      trigger: null,
+      message: `partition ${t.partitionsUncaptured.join(', ')} of table ${t.renamedTo ?? t.table} has none or not all of the capture triggers (created or attached after install): statements made straight to it are not being mirrored; run pg-redis-mirror install, then pg-redis-mirror verify --repair`,
+    });
   }
   if (!report.redis.reachable) {
     problems.push({ kind: 'redis-unreachable', table: null, trigger: null, message: `Redis is unreachable: ${report.redis.error ?? 'unknown error'}` });

@@ -288,7 +288,13 @@ async function isUtf8Server(client: pg.ClientBase): Promise<boolean> {
 }
 
 async function estimateRows(client: pg.ClientBase, plan: TablePlan): Promise<number> {
-  const stats = await client.query<{ n: string }>(`SELECT reltuples::bigint AS n FROM pg_catalog.pg_class WHERE oid = $1`, [plan.oid]);
+  // A partitioned table holds no rows itself: its partitions' estimates add up to its own.
+  const stats = await client.query<{ n: string }>(
+    `SELECT coalesce((SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_catalog.pg_partition_tree($1::oid::regclass) t
+                      JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE t.isleaf),
+                     (SELECT reltuples::bigint FROM pg_catalog.pg_class WHERE oid = $1)) AS n`,
+    [plan.oid],
+  );
   const estimate = Number(stats.rows[0]?.n ?? -1);
   if (estimate > 100_000) return estimate;
   // Never analyzed, or small enough that counting is cheap and the bar is exact.
