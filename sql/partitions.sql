@@ -1,5 +1,5 @@
 -- The partitions: a statement made straight to a partition fires its own statement triggers,
--- not the table's. They are looked up here, under the table's lock, so that none created
+-- not the table's. Their arguments: 'partition', the table's OID (see sql/table.sql). They are looked up here, under the table's lock, so that none created
 -- meanwhile is missed (the key-change row trigger above is cloned to each by PostgreSQL).
 -- A leaf journals the keys a TRUNCATE removes; a partitioned partition leaves that to its leaves.
 -- Triggers of this function on tables that are no longer partitions of it (detached) go.
@@ -24,16 +24,16 @@ BEGIN
     ORDER BY t.level, t.relid
   LOOP
     EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS changed_rows '
-      'FOR EACH STATEMENT EXECUTE FUNCTION %s(''partition'')', {{insert_literal}}, p.rel, {{function_literal}});
+      'FOR EACH STATEMENT EXECUTE FUNCTION %s(''partition'', %L)', {{insert_literal}}, p.rel, {{function_literal}}, root::pg_catalog.oid);
     EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER %I AFTER UPDATE ON %s REFERENCING %s NEW TABLE AS changed_rows '
-      'FOR EACH STATEMENT EXECUTE FUNCTION %s(''partition''%s)', {{update_literal}}, p.rel,
-      CASE WHEN p.relkind OPERATOR(pg_catalog.=) 'p' THEN 'OLD TABLE AS old_rows' ELSE '' END, {{function_literal}},
+      'FOR EACH STATEMENT EXECUTE FUNCTION %s(''partition'', %L%s)', {{update_literal}}, p.rel,
+      CASE WHEN p.relkind OPERATOR(pg_catalog.=) 'p' THEN 'OLD TABLE AS old_rows' ELSE '' END, {{function_literal}}, root::pg_catalog.oid,
       CASE WHEN p.relkind OPERATOR(pg_catalog.=) 'p' THEN ', ''moves''' ELSE '' END);
     EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS changed_rows '
-      'FOR EACH STATEMENT EXECUTE FUNCTION %s(''partition'')', {{delete_literal}}, p.rel, {{function_literal}});
+      'FOR EACH STATEMENT EXECUTE FUNCTION %s(''partition'', %L)', {{delete_literal}}, p.rel, {{function_literal}}, root::pg_catalog.oid);
     IF p.relkind OPERATOR(pg_catalog.=) 'r' THEN
       EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER %I BEFORE TRUNCATE ON %s '
-        'FOR EACH STATEMENT EXECUTE FUNCTION %s(''partition'')', {{truncate_literal}}, p.rel, {{function_literal}});
+        'FOR EACH STATEMENT EXECUTE FUNCTION %s(''partition'', %L)', {{truncate_literal}}, p.rel, {{function_literal}}, root::pg_catalog.oid);
     END IF;
   END LOOP;
 END

@@ -162,4 +162,20 @@ describe('a partitioned table', () => {
     const left = await scratch.pool.query(`SELECT count(*)::text AS n FROM pg_trigger WHERE tgname LIKE $1`, [`${config.schema}%`]);
     expect(left.rows[0].n).toBe('0');
   });
+
+  it('is found by its partitions after it is attached under another table; status says writes through that table escape', async () => {
+    const t = await createOrders();
+    const config = await mirror(t);
+    for (const daemon of daemons.splice(0)) await daemon.stop();
+    await scratch.pool.query(`CREATE TABLE ${t}_all (LIKE ${t}) PARTITION BY LIST (region);
+      ALTER TABLE ${t}_all ATTACH PARTITION ${t} FOR VALUES IN ('eu', 'us', 'as')`);
+    // The partition's root is now the other table: its changes still journal under ours.
+    await scratch.pool.query(`INSERT INTO ${t}_eu VALUES ('eu', 8001, 1, 'direct')`);
+    const journal = await scratch.pool.query<{ rel: string }>(`SELECT rel::regclass::text AS rel FROM ${config.schema}.journal`);
+    expect(journal.rows.map((r) => r.rel)).toEqual([t]);
+    const status = await readStatus(scratch.pool, { schema: config.schema, redisUrl: scratch.redisUrl });
+    expect(status.tables[0]!.attachedTo).toBe(`public.${t}_all`);
+    expect(status.problems.find((p) => p.kind === 'table-attached')?.message).toMatch(new RegExp(`now a partition of public\\.${t}_all: writes made through`));
+    await expect(install(config, scratch.pool)).rejects.toThrow(`public.${t} is a partition of public.${t}_all; mirror public.${t}_all instead`);
+  });
 });

@@ -91,6 +91,7 @@ function formatTable(t: TableStatus): string[] {
       lines.push(`    triggers  ${each.join(', ')}${t.captureFunction ? '' : '; capture function DROPPED'}`);
     }
     if (t.partitionsUncaptured.length > 0) lines.push(`    partitions without triggers: ${t.partitionsUncaptured.join(', ')}`);
+    if (t.attachedTo !== null) lines.push(`    now a partition of ${t.attachedTo}`);
   }
   lines.push(`    keys      ${t.keys === null ? 'not counted' : String(t.keys)} (${t.keyPattern})`);
   return lines;

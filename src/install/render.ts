@@ -141,12 +141,18 @@ function partitionedParts(toolSchema: string, spec: TableSpec, key: string): Rec
     declare_rel: '\n  root_rel oid;',
     resolve_rel: `
   IF TG_ARGV[0] OPERATOR(pg_catalog.=) 'partition' THEN
-    -- A partition's changes are journaled under the mirrored table it belongs to. A table
-    -- detached from it keeps these triggers until the next install, and journals nothing.
-    SELECT a.relid INTO root_rel FROM pg_catalog.pg_partition_ancestors(TG_RELID) a
-      JOIN ${quoteIdent(toolSchema)}.tables t ON t.rel OPERATOR(pg_catalog.=) a.relid LIMIT 1;
-    IF root_rel IS NULL THEN
-      RETURN NULL;
+    -- A partition's changes are journaled under the mirrored table it belongs to, whose OID
+    -- its triggers carry. When the partition's root is another table (the partition was
+    -- detached, or the table attached under another; or the OIDs changed in a restore), the
+    -- registry says which mirrored table it belongs to, if any: a detached one journals nothing.
+    root_rel := pg_catalog.pg_partition_root(TG_RELID);
+    IF root_rel IS NULL OR root_rel::pg_catalog.text OPERATOR(pg_catalog.<>) TG_ARGV[1] THEN
+      root_rel := NULL;
+      SELECT a.relid INTO root_rel FROM pg_catalog.pg_partition_ancestors(TG_RELID) a
+        JOIN ${quoteIdent(toolSchema)}.tables t ON t.rel OPERATOR(pg_catalog.=) a.relid LIMIT 1;
+      IF root_rel IS NULL THEN
+        RETURN NULL;
+      END IF;
     END IF;
   ELSE
     root_rel := TG_RELID;
@@ -165,18 +171,25 @@ function partitionedParts(toolSchema: string, spec: TableSpec, key: string): Rec
 `,
     moved_rows: `  ELSIF TG_ARGV[TG_NARGS OPERATOR(pg_catalog.-) 1] OPERATOR(pg_catalog.=) 'moves' THEN
     -- An UPDATE that moved a row to another partition fired no row trigger: the old keys come
-    -- from the old rows.
+    -- from the old rows. A small statement journals both as they are (the daemon reads each
+    -- key once); a big one, the keys of both once, in chunks.
     INSERT INTO ${journal} (rel, keys)
-      SELECT root_rel, pg_catalog.array_agg(s.k) FROM (SELECT u.k, pg_catalog.row_number() OVER () AS i
-        FROM (SELECT ${key} AS k FROM changed_rows UNION SELECT ${key} FROM old_rows) u) s
-      GROUP BY (s.i OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) 1000;
-    IF NOT FOUND THEN
-      RETURN NULL;
+      VALUES (root_rel, ARRAY(SELECT ${key} FROM changed_rows LIMIT 501) OPERATOR(pg_catalog.||) ARRAY(SELECT ${key} FROM old_rows LIMIT 501))
+      RETURNING id, pg_catalog.array_length(keys, 1) INTO entry, n_keys;
+    IF n_keys IS NULL OR n_keys OPERATOR(pg_catalog.>) 1000 THEN
+      DELETE FROM ${journal} WHERE id OPERATOR(pg_catalog.=) entry;
+      INSERT INTO ${journal} (rel, keys)
+        SELECT root_rel, pg_catalog.array_agg(s.k) FROM (SELECT u.k, pg_catalog.row_number() OVER () AS i
+          FROM (SELECT ${key} AS k FROM changed_rows UNION SELECT ${key} FROM old_rows) u) s
+        GROUP BY (s.i OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) 1000;
+      IF NOT FOUND THEN
+        RETURN NULL;
+      END IF;
     END IF;
 `,
     update_old_rows: 'OLD TABLE AS old_rows ',
     update_args: "'moves'",
-    key_change_args: "'partition'",
+    key_change_args: `'partition', '${spec.oid}'`,
     partitions: renderSqlFile('partitions.sql', {
       table_literal: quoteLiteral(quoteQualified(spec.schema, spec.name)),
       function_literal: quoteLiteral(fn),

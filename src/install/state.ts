@@ -24,6 +24,8 @@ export interface InstalledTable {
   partitionsUncaptured: string[];
   /** Our triggers of this table left on tables that are no longer its partitions (detached). */
   strayTriggers: number;
+  /** The table at the top of the partition tree this table was attached to since, or null. */
+  attachedTo: string | null;
   functionExists: boolean;
 }
 
@@ -65,6 +67,7 @@ export async function readInstallState(db: Db, toolSchema: string, functionName:
     present: string;
     enabled: string;
     uncaptured: string;
+    attached_to: string | null;
   }>`
     SELECT r.rel::oid AS oid, r.schema_name, r.table_name, r.spec::text AS spec, r.spec_hash,
            EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.rel) AS table_exists,
@@ -79,7 +82,9 @@ export async function readInstallState(db: Db, toolSchema: string, functionName:
                  WHERE pt.level > 0 AND c.relkind IN ('r', 'p')
                    AND (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = ANY(${names}::text[]) AND t.tgenabled IN ('O', 'A'))
                        < CASE c.relkind WHEN 'r' THEN ${TRIGGERS_PER_TABLE}::int ELSE ${TRIGGERS_PER_TABLE - 1}::int END
-                 ORDER BY n.nspname, c.relname))::text AS uncaptured
+                 ORDER BY n.nspname, c.relname))::text AS uncaptured,
+           (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.oid = pg_catalog.pg_partition_root(r.rel) AND c.oid <> r.rel) AS attached_to
     FROM ${sql.id(toolSchema, 'tables')} r
     ORDER BY r.schema_name, r.table_name`.execute(db);
   const functions = await sql<{ proname: string }>`
@@ -110,6 +115,7 @@ export async function readInstallState(db: Db, toolSchema: string, functionName:
       triggersPresent: Number(r.present),
       triggersEnabled: Number(r.enabled),
       partitionsUncaptured: JSON.parse(r.uncaptured) as string[],
+      attachedTo: r.attached_to,
       strayTriggers: strayCount.get(functionName(r.schema_name, r.table_name)) ?? 0,
       functionExists: existing.has(functionName(r.schema_name, r.table_name)),
     })),

@@ -67,6 +67,8 @@ export interface TableStatus {
   triggers: TriggerStatus[];
   /** Partitions whose own triggers are missing or disabled (statements made straight to them are not captured). */
   partitionsUncaptured: string[];
+  /** The partitioned table this table was attached to as a partition since install, or null. */
+  attachedTo: string | null;
   /** SCAN MATCH pattern of the table's keys. */
   keyPattern: string;
   /** Keys matching keyPattern; null when not counted (Redis unreachable, or counting skipped). */
@@ -114,6 +116,7 @@ export type ProblemKind =
   | 'trigger-disabled'
   | 'trigger-replica-only'
   | 'partition-uncaptured'
+  | 'table-attached'
   | 'redis-unreachable';
 
 /** Something that needs a person: the CLI prints each as a WARNING line and exits 2. */
@@ -286,6 +289,7 @@ function tableStatus(t: InstalledTable, details: TableDetails | undefined, names
       return { event, name, present: code !== undefined, enabled: firing === 'origin' || firing === 'always', firing };
     }),
     partitionsUncaptured: t.partitionsUncaptured,
+    attachedTo: t.attachedTo,
     keyPattern: layout.pattern,
     keys: null,
   };
@@ -430,6 +434,14 @@ function findProblems(report: StatusReport): StatusProblem[] {
     }
   }
   for (const t of report.tables) {
+    if (t.exists && t.attachedTo !== null) {
+      problems.push({
+        kind: 'table-attached',
+        table: t.table,
+        trigger: null,
+        message: `table ${t.renamedTo ?? t.table} is now a partition of ${t.attachedTo}: writes made through ${t.attachedTo} are not being mirrored; mirror ${t.attachedTo} instead (replace the table in the config and run pg-redis-mirror install)`,
+      });
+    }
     if (!t.exists || t.partitionsUncaptured.length === 0) continue;
     problems.push({
       kind: 'partition-uncaptured',
