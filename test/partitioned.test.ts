@@ -4,6 +4,8 @@ import type { MirrorDaemon } from '../src/daemon/daemon.js';
 import { install, uninstall } from '../src/install/install.js';
 import { readStatus } from '../src/status/status.js';
 import { syncTables } from '../src/sync/sync.js';
+import { formatTableName } from '../src/config/table-name.js';
+import { quoteIdent } from '../src/sql/quote.js';
 import { createScratch, expectMirrorClean, settle, startDaemon, verify, type Scratch } from './helpers/scratch.js';
 
 let scratch: Scratch;
@@ -177,5 +179,37 @@ describe('a partitioned table', () => {
     expect(status.tables[0]!.attachedTo).toBe(`public.${t}_all`);
     expect(status.problems.find((p) => p.kind === 'table-attached')?.message).toMatch(new RegExp(`now a partition of public\\.${t}_all: writes made through`));
     await expect(install(config, scratch.pool)).rejects.toThrow(`public.${t} is a partition of public.${t}_all; mirror public.${t}_all instead`);
+  });
+
+  it('takes hostile names of the table, its partitions, its tool schema and key columns as names', async () => {
+    const schema = 'Pärt "S"; --';
+    const table = 'T.\'x"; DROP TABLE y; --';
+    const q = quoteIdent;
+    const tsql = `${q(schema)}.${q(table)}`;
+    const leaf = (n: string): string => `${q(schema)}.${q(`${table} ${n}`)}`;
+    await scratch.pool.query(`
+      CREATE SCHEMA ${q(schema)};
+      CREATE TABLE ${tsql} (${q('Re:gion')} text, ${q('I"d')} int, v int, PRIMARY KEY (${q('Re:gion')}, ${q('I"d')})) PARTITION BY LIST (${q('Re:gion')});
+      CREATE TABLE ${leaf('a%s')} PARTITION OF ${tsql} FOR VALUES IN ('a');
+      CREATE TABLE ${leaf('b')} PARTITION OF ${tsql} FOR VALUES IN ('b') PARTITION BY RANGE (${q('I"d')});
+      CREATE TABLE ${leaf('b lo')} PARTITION OF ${leaf('b')} FOR VALUES FROM (MINVALUE) TO (100);
+      CREATE TABLE ${leaf('b hi')} PARTITION OF ${leaf('b')} FOR VALUES FROM (100) TO (MAXVALUE);
+      INSERT INTO ${tsql} SELECT (ARRAY['a', 'b'])[1 + g % 2], g, g FROM generate_series(1, 200) g;`);
+    const config = scratch.config([formatTableName({ schema, name: table })], { schema: `Tool "P"; -- ${++counter}` });
+    await install(config, scratch.pool);
+    await syncTables(scratch.pool, scratch.redis, { schema: config.schema });
+    daemons.push(await startDaemon(config));
+    await scratch.pool.query(`INSERT INTO ${leaf('a%s')} VALUES ('a', 1001, 1)`);
+    await scratch.pool.query(`UPDATE ${tsql} SET ${q('Re:gion')} = 'b' WHERE ${q('I"d')} < 20`);
+    await scratch.pool.query(`UPDATE ${leaf('b')} SET ${q('I"d')} = ${q('I"d')} + 500 WHERE ${q('I"d')} BETWEEN 50 AND 60`);
+    await scratch.pool.query(`TRUNCATE ${leaf('b hi')}`);
+    await settle(scratch, config);
+    const [report] = await expectMirrorClean(scratch, config);
+    expect(report!.rows).toBe(Number((await scratch.pool.query(`SELECT count(*) FROM ${tsql}`)).rows[0].count));
+    expect(report!.rows).toBeGreaterThan(100);
+    for (const daemon of daemons.splice(0)) await daemon.stop();
+    await uninstall(config, scratch.pool);
+    const left = await scratch.pool.query(`SELECT count(*)::text AS n FROM pg_trigger WHERE NOT tgisinternal AND tgrelid IN (SELECT relid FROM pg_partition_tree($1::regclass))`, [tsql]);
+    expect(left.rows[0].n).toBe('0');
   });
 });
