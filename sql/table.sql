@@ -18,7 +18,7 @@ BEGIN{{resolve_rel}}
     INSERT INTO {{schema}}.journal (rel, keys) VALUES ({{rel}}, ARRAY[{{old_key}}]);
 {{partition_truncate}}  ELSIF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
     INSERT INTO {{schema}}.journal (rel, op) VALUES ({{rel}}, 't');
-{{moved_rows}}  ELSE
+{{truncate_done}}{{moved_rows}}  ELSE
     -- changed_rows: the new rows of an INSERT or UPDATE, the old rows of a DELETE.
     -- One journal row per statement (per 1000 keys). The common small statement costs one
     -- INSERT ... VALUES of an ARRAY(subquery), the cheapest form measured (an INSERT ... SELECT
@@ -63,7 +63,7 @@ CREATE OR REPLACE TRIGGER {{trigger_delete}} AFTER DELETE ON {{table}}
   REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
 CREATE OR REPLACE TRIGGER {{trigger_truncate}} AFTER TRUNCATE ON {{table}}
   FOR EACH STATEMENT EXECUTE FUNCTION {{function}}();
-CREATE OR REPLACE TRIGGER {{trigger_key_change}} AFTER UPDATE ON {{table}}
+{{truncate_start}}CREATE OR REPLACE TRIGGER {{trigger_key_change}} AFTER UPDATE ON {{table}}
   FOR EACH ROW WHEN ({{key_changed}}) EXECUTE FUNCTION {{function}}({{key_change_args}});
 {{partitions}}
 INSERT INTO {{schema}}.tables (rel, schema_name, table_name, spec, spec_hash)

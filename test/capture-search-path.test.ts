@@ -40,6 +40,9 @@ CREATE FUNCTION hostile.pg_partition_ancestors(regclass) RETURNS SETOF regclass 
 CREATE FUNCTION hostile.reg_eq(regclass, regclass) RETURNS boolean LANGUAGE sql AS 'SELECT hostile.hijacked()';
 CREATE OPERATOR hostile.= (LEFTARG = regclass, RIGHTARG = regclass, FUNCTION = hostile.reg_eq);
 CREATE FUNCTION hostile.format(text, text, text, name, name) RETURNS text LANGUAGE sql AS 'SELECT hostile.hijacked()::text';
+CREATE FUNCTION hostile.set_config(text, text, boolean) RETURNS text LANGUAGE sql AS 'SELECT hostile.hijacked()::text';
+CREATE FUNCTION hostile.current_setting(text, boolean) RETURNS text LANGUAGE sql AS 'SELECT hostile.hijacked()::text';
+CREATE FUNCTION hostile.pg_partition_root(regclass) RETURNS regclass LANGUAGE sql AS 'SELECT hostile.hijacked()::int::oid::regclass';
 `;
 
 let scratch: Scratch;
@@ -111,6 +114,11 @@ describe('capture functions under a hostile search_path', () => {
       await settle(scratch, config);
       const [report] = await expectMirrorClean(scratch, config);
       expect(report!.rows).toBe(12);
+      await writer.query(`TRUNCATE parts`);
+      await writer.query(`INSERT INTO parts_b VALUES ('b', 7, 7)`);
+      await settle(scratch, config);
+      const [after] = await expectMirrorClean(scratch, config);
+      expect(after!.rows).toBe(1);
     } finally {
       await writer.end();
       await daemon.stop();

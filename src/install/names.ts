@@ -40,6 +40,15 @@ export function triggerNames(toolSchema: string): TriggerNames {
   };
 }
 
+/**
+ * A partitioned table's own BEFORE TRUNCATE trigger: it tells its partitions' triggers, which
+ * fire next, that the whole table goes (see sql/table.sql). Not among TriggerNames: a plain
+ * table has none, and without it a partition's keys are still journaled, only one by one.
+ */
+export function truncateStartTriggerName(toolSchema: string): string {
+  return fitIdentifier(`${toolSchema}_truncate_start`);
+}
+
 /** The default group keeps the keys it had before groups existed. */
 function lockKey(kind: number, toolSchema: string, group = 'default'): [number, number] {
   const scope = group === 'default' ? toolSchema : `${toolSchema}\u0000${group}`;

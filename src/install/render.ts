@@ -3,7 +3,7 @@ import { formatTableName, type TableName } from '../config/table-name.js';
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js';
 import { renderSqlFile, sqlFileText } from '../sql/template.js';
 import { SCHEMA_VERSION } from '../version.js';
-import { captureFunctionName, installLockKey, triggerNames, wakeLockKey } from './names.js';
+import { captureFunctionName, installLockKey, triggerNames, truncateStartTriggerName, wakeLockKey } from './names.js';
 import { keyNeedsCanonicalSettings, type TableSpec } from './spec.js';
 import type { InstalledTable } from './state.js';
 import { CANONICAL_SETTINGS } from '../db/connect.js';
@@ -118,6 +118,8 @@ const PLAIN_PARTS = {
   resolve_rel: '',
   rel: 'TG_RELID',
   partition_truncate: '',
+  truncate_done: '',
+  truncate_start: '',
   moved_rows: '',
   update_old_rows: '',
   update_args: '',
@@ -159,8 +161,16 @@ function partitionedParts(toolSchema: string, spec: TableSpec, key: string): Rec
   END IF;`,
     rel: 'root_rel',
     partition_truncate: `  ELSIF TG_WHEN OPERATOR(pg_catalog.=) 'BEFORE' THEN
-    -- A partition is being truncated, alone or with the table: journal the keys of its rows
-    -- while they are still there.
+    -- TRUNCATE: of the whole table, which then journals one "whole table" entry (below), or
+    -- of partitions, which journal the keys of their rows while these are still there. The
+    -- table's BEFORE trigger fires before its partitions' and tells them which it is.
+    IF TG_ARGV[0] OPERATOR(pg_catalog.=) 'start' THEN
+      PERFORM pg_catalog.set_config('pg_redis_mirror.truncating', root_rel::pg_catalog.text, true);
+      RETURN NULL;
+    END IF;
+    IF pg_catalog.current_setting('pg_redis_mirror.truncating', true) OPERATOR(pg_catalog.=) root_rel::pg_catalog.text THEN
+      RETURN NULL;
+    END IF;
     EXECUTE pg_catalog.format('INSERT INTO %s (rel, keys) SELECT $1, pg_catalog.array_agg(s.k) FROM (SELECT %s AS k, '
       'pg_catalog.row_number() OVER () AS i FROM ONLY %I.%I) s GROUP BY (s.i OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) 1000',
       ${quoteLiteral(journal)}, ${quoteLiteral(key)}, TG_TABLE_SCHEMA, TG_TABLE_NAME) USING root_rel;
@@ -168,6 +178,11 @@ function partitionedParts(toolSchema: string, spec: TableSpec, key: string): Rec
     IF n_keys OPERATOR(pg_catalog.=) 0 THEN
       RETURN NULL;
     END IF;
+`,
+    truncate_done: `    PERFORM pg_catalog.set_config('pg_redis_mirror.truncating', '', true);
+`,
+    truncate_start: `CREATE OR REPLACE TRIGGER ${quoteIdent(truncateStartTriggerName(toolSchema))} BEFORE TRUNCATE ON ${quoteQualified(spec.schema, spec.name)}
+  FOR EACH STATEMENT EXECUTE FUNCTION ${fn}('start');
 `,
     moved_rows: `  ELSIF TG_ARGV[TG_NARGS OPERATOR(pg_catalog.-) 1] OPERATOR(pg_catalog.=) 'moves' THEN
     -- An UPDATE that moved a row to another partition fired no row trigger: the old keys come
