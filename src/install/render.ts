@@ -133,7 +133,8 @@ const PLAIN_PARTS = {
  * An UPDATE through the table (or through a partitioned partition) may move rows between
  * partitions, which fires no row trigger, so its trigger also reads the old rows ('moves').
  * A partition's TRUNCATE fires no trigger of the table: a BEFORE TRUNCATE trigger on each
- * partition journals the keys of the rows it is about to remove.
+ * partition journals the keys of the rows it is about to remove, unless the table's own BEFORE
+ * TRUNCATE trigger ('start') said that the whole table goes, which journals one entry.
  */
 function partitionedParts(toolSchema: string, spec: TableSpec, key: string): Record<keyof typeof PLAIN_PARTS, string> {
   const triggers = triggerNames(toolSchema);
