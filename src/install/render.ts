@@ -150,7 +150,6 @@ function partitionedParts(toolSchema: string, spec: TableSpec, key: string): Rec
     -- registry says which mirrored table it belongs to, if any: a detached one journals nothing.
     root_rel := pg_catalog.pg_partition_root(TG_RELID);
     IF root_rel IS NULL OR root_rel::pg_catalog.text OPERATOR(pg_catalog.<>) TG_ARGV[1] THEN
-      root_rel := NULL;
       SELECT a.relid INTO root_rel FROM pg_catalog.pg_partition_ancestors(TG_RELID) a
         JOIN ${quoteIdent(toolSchema)}.tables t ON t.rel OPERATOR(pg_catalog.=) a.relid LIMIT 1;
       IF root_rel IS NULL THEN
